@@ -1,0 +1,231 @@
+"""Typed settings, read from one YAML file and validated once at start-up.
+
+Why one validation pass: a contact center that starts with a half-understood config fails
+later, during a call, in a way that is hard to trace. Every problem is reported up front
+with the dotted path of the field (``sip.timers.t1_ms``) and what would be accepted, and
+start-up stops (REQUIREMENTS "bad config is refused with a message that names the field").
+
+Sections are added by the features that read them; unknown keys are refused so a typo
+(``sip_pasword``) cannot silently disable a setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists ``(field path, message)``."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: invalid configuration"]
+        lines += [f"  {path}: {msg}" for path, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    """Where Tsunagu listens and keeps its data."""
+
+    bind: str = "127.0.0.1"
+    sip_port: Annotated[int, Field(ge=1, le=65535)] = 5060
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    data_dir: Path = Path("./var")
+    #: The SIP domain agents register under (the host part of their address of record).
+    #: Requests for any other domain are still accepted when the user part matches an
+    #: agent, because softphones are often configured with an IP address instead.
+    domain: str = "tsunagu.local"
+
+    @field_validator("bind")
+    @classmethod
+    def _bind_is_ip(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"must be an IP address such as 127.0.0.1 or 0.0.0.0, not {value!r}"
+            ) from exc
+        return value
+
+
+class TimerSettings(_Section):
+    """RFC 3261 §17.1.1.1 / Table 4 base timers, in milliseconds."""
+
+    t1_ms: Annotated[int, Field(ge=50, le=10_000)] = 500
+    t2_ms: Annotated[int, Field(ge=500, le=60_000)] = 4_000
+    t4_ms: Annotated[int, Field(ge=500, le=60_000)] = 5_000
+
+
+class RegistrarSettings(_Section):
+    """RFC 3261 §10.3: expiry limits for bindings."""
+
+    min_expires: Annotated[int, Field(ge=1, le=86_400)] = 60
+    max_expires: Annotated[int, Field(ge=1, le=604_800)] = 3_600
+    default_expires: Annotated[int, Field(ge=1, le=604_800)] = 3_600
+    max_contacts_per_aor: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class TransportSettings(_Section):
+    max_message_bytes: Annotated[int, Field(ge=1_500, le=1_048_576)] = 65_535
+    tcp_max_connections: Annotated[int, Field(ge=1, le=100_000)] = 2_048
+    tcp_max_connections_per_ip: Annotated[int, Field(ge=1, le=10_000)] = 64
+    tcp_idle_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+
+
+class SipSettings(_Section):
+    timers: TimerSettings = TimerSettings()
+    registrar: RegistrarSettings = RegistrarSettings()
+    transport: TransportSettings = TransportSettings()
+    user_agent: str = "Tsunagu"
+
+
+class AuthSettings(_Section):
+    """Digest authentication (RFC 3261 §22, RFC 7616, RFC 8760)."""
+
+    realm: str = "tsunagu"
+    #: Offered in this order; RFC 8760 §2.4 says to offer SHA-256 before MD5.
+    algorithms: list[Literal["SHA-256", "MD5"]] = ["SHA-256", "MD5"]
+    nonce_ttl_s: Annotated[int, Field(ge=5, le=3_600)] = 300
+
+    @field_validator("algorithms")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one of SHA-256, MD5")
+        if len(set(value)) != len(value):
+            raise ValueError("each algorithm at most once")
+        return value
+
+
+class BanSettings(_Section):
+    """Per-source defence, in the spirit of Kamailio's pike module and fail2ban's SIP jails."""
+
+    enabled: bool = True
+    auth_failures: Annotated[int, Field(ge=1, le=10_000)] = 10
+    auth_failure_window_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    requests_per_window: Annotated[int, Field(ge=1, le=1_000_000)] = 400
+    request_window_s: Annotated[float, Field(gt=0, le=3_600)] = 2.0
+    ban_s: Annotated[float, Field(gt=0, le=604_800)] = 600.0
+    #: Sources that are never banned (monitoring, load balancers); CIDR or single address.
+    allow: list[str] = []
+    #: Requests whose User-Agent contains one of these (case-insensitive) are dropped
+    #: without an answer: answering tells a scanner that a SIP server lives here.
+    scanner_user_agents: list[str] = [
+        "friendly-scanner",
+        "sipvicious",
+        "sipcli",
+        "sip-scan",
+        "sipsak",
+        "iWar",
+        "sundayddr",
+        "VaxSIPUserAgent",
+        "pplsip",
+        "SIPBomber",
+    ]
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an address or CIDR network") from exc
+        return value
+
+
+class SecuritySettings(_Section):
+    auth: AuthSettings = AuthSettings()
+    ban: BanSettings = BanSettings()
+
+
+class AgentSettings(_Section):
+    """An agent and the SIP credentials their phone registers with."""
+
+    id: Annotated[str, Field(pattern=r"^[0-9A-Za-z_.\-]{1,32}$")]
+    name: str = ""
+    sip_password: Annotated[str, Field(min_length=8, repr=False)]
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    sip: SipSettings = SipSettings()
+    security: SecuritySettings = SecuritySettings()
+    logging: LoggingSettings = LoggingSettings()
+    agents: list[AgentSettings] = []
+
+    @field_validator("agents")
+    @classmethod
+    def _unique_ids(cls, value: list[AgentSettings]) -> list[AgentSettings]:
+        seen: set[str] = set()
+        for agent in value:
+            if agent.id in seen:
+                raise ValueError(f"agent id {agent.id!r} is listed twice; ids must be unique")
+            seen.add(agent.id)
+        return value
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _explain(err: dict[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown setting; check the spelling against docs/CONFIG.md"
+    if err["type"] == "missing":
+        return "required; add it"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def parse_settings(data: object, source: str = "<config>") -> Settings:
+    """Validate already-loaded YAML data, raising :class:`ConfigError` with every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [("(top level)", "must be a mapping of sections")])
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = [(_location(e["loc"]), _explain(dict(e))) for e in exc.errors()]
+        raise ConfigError(source, problems) from None
+
+
+def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read ``path`` and apply command-line ``overrides`` for the ``server`` section."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(str(path), [(where, f"not valid YAML: {exc}")]) from None
+    if overrides:
+        if data is None:
+            data = {}
+        if isinstance(data, dict):
+            server = dict(data.get("server") or {})
+            server.update({k: v for k, v in overrides.items() if v is not None})
+            data["server"] = server
+    return parse_settings(data, str(path))
