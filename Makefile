@@ -43,7 +43,8 @@ pytest: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: sysdeps setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

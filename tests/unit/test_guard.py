@@ -88,10 +88,11 @@ def test_steady_rate_below_limit_is_never_banned() -> None:
 
 def test_flood_spread_across_a_bucket_boundary_is_caught() -> None:
     guard = SourceGuard(settings())  # 5 per 2 s
-    for _ in range(4):
+    assert guard.check_request(ATTACKER, None, 0.0) is Verdict.ALLOW  # bucket [0, 2)
+    for _ in range(3):
         assert guard.check_request(ATTACKER, None, 1.9) is Verdict.ALLOW
-    # 4 requests at 1.9 and 3 at 2.1 are 7 within 0.2 s; a plain fixed window at 2.0
-    # would see only 4 then 3.
+    # 3 requests at 1.9 and 3 at 2.1 are 6 within 0.2 s; a plain fixed window would
+    # see 4 in [0, 2) then 3 in [2, 4) and let them through.
     verdicts = [guard.check_request(ATTACKER, None, 2.1) for _ in range(3)]
     assert Verdict.DROP_BANNED in verdicts
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from tsunagu.sip.errors import SipLocalError, SipParseError
@@ -54,20 +55,39 @@ REASON_PHRASES = {
 }  # fmt: skip
 
 
+@lru_cache(maxsize=4096)
+def _key(name: str) -> str:
+    """Lookup key of a header name: its full form, lower-case (bounded cache: names repeat)."""
+    return canonical_name(name).lower()
+
+
 class Headers:
     """Ordered header fields with case-insensitive access by full name.
 
-    Values are the raw strings from the wire (unfolded). Parsed views are cached and the
-    cache is dropped on every change, so a caller can never read a stale parse.
+    Values are the raw strings from the wire (unfolded). An index by name and the parsed
+    views are built on first use and dropped on every change, so a caller can never read a
+    stale parse.
     """
 
-    __slots__ = ("_cache", "_items")
+    __slots__ = ("_cache", "_index", "_items")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
+        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items or ()]
         self._cache: dict[str, Any] = {}
-        for name, value in items or ():
-            self._items.append((canonical_name(name), value))
+        self._index: dict[str, list[str]] | None = None
+
+    def _changed(self) -> None:
+        self._cache.clear()
+        self._index = None
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for n, v in self._items:
+                index.setdefault(_key(n), []).append(v)
+            self._index = index
+        return index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -76,21 +96,16 @@ class Headers:
         return len(self._items)
 
     def __contains__(self, name: str) -> bool:
-        key = canonical_name(name).lower()
-        return any(n.lower() == key for n, _ in self._items)
+        return _key(name) in self._lookup()
 
     def get(self, name: str) -> str | None:
         """The first value of ``name`` (not split), or ``None``."""
-        key = canonical_name(name).lower()
-        for n, v in self._items:
-            if n.lower() == key:
-                return v
-        return None
+        found = self._lookup().get(_key(name))
+        return found[0] if found else None
 
     def values(self, name: str) -> list[str]:
         """Every header line of ``name``, unsplit."""
-        key = canonical_name(name).lower()
-        return [v for n, v in self._items if n.lower() == key]
+        return list(self._lookup().get(_key(name), ()))
 
     def get_list(self, name: str) -> list[str]:
         """Elements of a list header across all its lines (§7.3.1 comma folding)."""
@@ -102,20 +117,20 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         self._items.append((canonical_name(name), value))
-        self._cache.clear()
+        self._changed()
 
     def prepend(self, name: str, value: str) -> None:
         self._items.insert(0, (canonical_name(name), value))
-        self._cache.clear()
+        self._changed()
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of ``name`` by one line, kept at the first one's position."""
         full = canonical_name(name)
-        key = full.lower()
+        key = _key(name)
         out: list[tuple[str, str]] = []
         placed = False
         for n, v in self._items:
-            if n.lower() == key:
+            if _key(n) == key:
                 if not placed:
                     out.append((full, value))
                     placed = True
@@ -124,12 +139,12 @@ class Headers:
         if not placed:
             out.append((full, value))
         self._items = out
-        self._cache.clear()
+        self._changed()
 
     def remove(self, name: str) -> None:
-        key = canonical_name(name).lower()
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
-        self._cache.clear()
+        key = _key(name)
+        self._items = [(n, v) for n, v in self._items if _key(n) != key]
+        self._changed()
 
     def copy(self) -> Headers:
         return Headers(list(self._items))
@@ -208,9 +223,12 @@ class SipMessage:
     @property
     def contacts(self) -> list[NameAddress] | None:
         """Contact entries; ``None`` for the wildcard ``*``; ``[]`` when absent."""
-        if "contact" not in self.headers._cache:
-            self.headers.remember("contact", parse_contacts(self.headers.values("Contact")))
-        result: list[NameAddress] | None = self.headers.cached("contact")
+        cached = self.headers.cached("contact")
+        if cached is None:
+            cached = self.headers.remember(
+                "contact", (parse_contacts(self.headers.values("Contact")),)
+            )
+        result: list[NameAddress] | None = cached[0]
         return result
 
     @property
