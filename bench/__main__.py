@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = {
     "parser": "bench.bench_parser",
     "register": "bench.bench_register",
+    "acd": "bench.bench_acd",
 }
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tsunagu import __version__, logs
+from tsunagu.acd import simulate_cli
 from tsunagu.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("tsunagu")
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
+
+    simulate_cli.add_parser(sub)
     return parser
 
 
@@ -69,6 +72,8 @@ async def _serve(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "simulate":
+        return simulate_cli.run(args)
     try:
         settings = _settings(args) if args.command == "serve" else load_settings(args.config)
     except ConfigError as exc:
