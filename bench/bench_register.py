@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.procs import cpu_seconds, free_port, stop, wait_for_options
+from bench.procs import free_port, stop, tree_cpu_seconds, wait_for_options
 from bench.report import table, write_section
 
 HERE = Path(__file__).parent
@@ -72,6 +72,7 @@ def _start_tsunagu(folder: Path, port: int) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "tsunagu", "serve", "--config", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=(folder / "tsunagu.log").open("wb"),
+        start_new_session=True,
     )
 
 
@@ -82,13 +83,14 @@ def _start_kamailio(folder: Path, port: int) -> subprocess.Popen[bytes]:
         ["kamailio", "-f", str(cfg), "-DD", "-E", "-m", "64", "-M", "8"],
         stdout=subprocess.DEVNULL,
         stderr=(folder / "kamailio.log").open("wb"),
+        start_new_session=True,
     )
 
 
 def _run_rung(folder: Path, users: Path, port: int, pid: int, rate: int) -> Rung:
     total = rate * SECONDS_PER_RUNG
     stat = folder / f"stat-{port}-{rate}.csv"
-    cpu0 = cpu_seconds(pid)
+    cpu0 = tree_cpu_seconds(pid)
     start = time.monotonic()
     subprocess.run(
         [
@@ -126,7 +128,7 @@ def _run_rung(folder: Path, users: Path, port: int, pid: int, rate: int) -> Rung
         timeout=SECONDS_PER_RUNG * 8,
     )
     elapsed = time.monotonic() - start
-    cpu = cpu_seconds(pid) - cpu0
+    cpu = tree_cpu_seconds(pid) - cpu0
     header, *rows = stat.read_text().splitlines()
     names = header.split(";")
     last = dict(zip(names, rows[-1].split(";"), strict=False))

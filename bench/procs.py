@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -32,11 +34,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and every live descendant (servers that fork workers)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[1])
+    total = 0.0
+    for candidate in parents:
+        walk = candidate
+        while walk not in (0, 1) and walk != pid:
+            walk = parents.get(walk, 0)
+        if walk == pid:
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(candidate)
+    return total
+
+
 def wait_for_options(port: int, timeout: float = 15.0) -> None:
     """Wait until something answers a SIP OPTIONS on 127.0.0.1:port over UDP."""
     request = (
-        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKw"
-        "\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: probe\r\n"
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKw\r\n"
+        "From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: probe\r\n"
         "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
     deadline = time.monotonic() + timeout
@@ -53,10 +77,13 @@ def wait_for_options(port: int, timeout: float = 15.0) -> None:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started with ``start_new_session=True``, its children included."""
     if proc.poll() is None:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -41,6 +41,7 @@ import hashlib
 import heapq
 import hmac
 import math
+import re
 import secrets
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -231,8 +232,16 @@ class _Scanner:
         return self.text[start : self.pos]
 
     def quoted_string(self) -> str:
-        """RFC 3261 §25.1 quoted-string with quoted-pair; returns the unescaped content."""
+        """RFC 3261 §25.1 quoted-string with quoted-pair; returns the unescaped content.
+
+        The common case (no backslash, no control character) is one regex match; the
+        character loop only runs for values that need the careful path.
+        """
         assert self.peek() == '"'
+        plain = _PLAIN_QUOTED.match(self.text, self.pos)
+        if plain is not None:
+            self.pos = plain.end()
+            return plain.group(1)
         self.pos += 1
         out: list[str] = []
         text = self.text
@@ -254,6 +263,10 @@ class _Scanner:
                 raise DigestSyntaxError("control character in a quoted string")
             out.append(ch)
         raise DigestSyntaxError("unterminated quoted string")
+
+
+#: A quoted-string holding neither a backslash nor a control character (HT is allowed).
+_PLAIN_QUOTED: Final = re.compile(r'"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"')
 
 
 def _parse_auth_value(value: str) -> tuple[str, list[tuple[str, str, bool]]]:

@@ -88,6 +88,13 @@ def is_token(text: str) -> bool:
 
 def split_list(value: str, *, allow_empty: bool = False, what: str = "header") -> list[str]:
     """Split a list header value at commas outside quoted strings and ``<…>`` (§7.3.1)."""
+    if '"' not in value and "<" not in value:  # fast path: commas can only be separators
+        parts = [item.strip(_WS) for item in value.split(",")]
+        if allow_empty:
+            return [item for item in parts if item]
+        if any(not item for item in parts):
+            raise SipParseError(f"empty element in {what} list")
+        return parts
     items: list[str] = []
     start = 0
     in_quotes = False

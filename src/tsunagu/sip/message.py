@@ -7,7 +7,7 @@ Content-Length sanity, CSeq/method agreement) and that, when it refuses, still h
 enough headers to answer with the right status; ``docs/ARCHITECTURE.md`` records the choice.
 
 Eagerly validated on parse (they decide whether and how we can answer at all): the start
-line, Via, From, To, Call-ID, CSeq, Max-Forwards, Contact and Content-Length. Everything else stays a
+line, Via, From, To, Call-ID, CSeq, Max-Forwards, Contact and Content-Length. The rest stays a
 string until someone asks, and a lazy parse that fails raises :class:`SipParseError`, which
 the core turns into a 400 like any other.
 """

@@ -35,6 +35,7 @@ _IPV4_RE = re.compile(
 )
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]")
 _ESCAPED_OK_RE = re.compile(r"(?:%[0-9A-Fa-f]{2}|[^%])*")
+_FORBIDDEN_RE = re.compile(r'[ \t\r\n<>"]')
 _TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+")
 
 
