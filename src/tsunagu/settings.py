@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(Exception):
@@ -64,6 +71,12 @@ class TimerSettings(_Section):
     t1_ms: Annotated[int, Field(ge=50, le=10_000)] = 500
     t2_ms: Annotated[int, Field(ge=500, le=60_000)] = 4_000
     t4_ms: Annotated[int, Field(ge=500, le=60_000)] = 5_000
+
+    @model_validator(mode="after")
+    def _t2_not_below_t1(self) -> TimerSettings:
+        if self.t2_ms < self.t1_ms:
+            raise ValueError("t2_ms must be at least t1_ms (T2 caps the doubling of T1, §17.1.2.2)")
+        return self
 
 
 class RegistrarSettings(_Section):

@@ -1,0 +1,194 @@
+"""Wires the parts into one running server: settings in, sockets and timers around the
+sans-IO SIP core, graceful shutdown out.
+
+This is the only module that reads clocks for the SIP layer: ``loop.time()`` (monotonic)
+for transaction timers and rate windows, ``time.time()`` (wall) for bindings and nonces,
+both passed into the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from pathlib import Path
+
+from tsunagu import __version__
+from tsunagu.settings import Settings
+from tsunagu.sip.bindings_store import BindingJournal
+from tsunagu.sip.core import SipCore
+from tsunagu.sip.digest import DigestAuthenticator
+from tsunagu.sip.errors import SipParseError
+from tsunagu.sip.guard import SourceGuard
+from tsunagu.sip.peer import Peer
+from tsunagu.sip.registrar import Registrar
+from tsunagu.sip.transport import SipTransport
+
+log = logging.getLogger("tsunagu")
+
+HOUSEKEEPING_INTERVAL_S = 1.0
+
+
+def _load_secret(data_dir: Path) -> bytes:
+    """A per-installation secret for nonces, kept so a restart does not void them all."""
+    path = data_dir / "nonce.secret"
+    if path.exists():
+        return path.read_bytes()
+    secret = secrets.token_bytes(32)
+    path.touch(mode=0o600)
+    path.write_bytes(secret)
+    return secret
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data_dir = settings.server.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        passwords = {agent.id: agent.sip_password for agent in settings.agents}
+        self.journal = BindingJournal(data_dir / "bindings.sqlite3")
+        self.registrar = Registrar(settings.sip.registrar, on_change=self.journal.record)
+        auth = settings.security.auth
+        self.core = SipCore(
+            settings,
+            authenticator=DigestAuthenticator(
+                auth.realm,
+                passwords.get,
+                algorithms=auth.algorithms,
+                nonce_ttl=auth.nonce_ttl_s,
+                secret=_load_secret(data_dir),
+            ),
+            guard=SourceGuard(settings.security.ban),
+            registrar=self.registrar,
+        )
+        self.transport = SipTransport(
+            settings.sip.transport, self._on_message, self._on_framing_error
+        )
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._http: asyncio.Server | None = None
+        self._started = time.time()
+        self.stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        wall = time.time()
+        restored = self.registrar.restore(self.journal.load(), wall)
+        server = self.settings.server
+        await self.transport.start(server.bind, server.sip_port)
+        self._http = await asyncio.start_server(self._http_client, server.bind, server.http_port)
+        self._housekeeping = asyncio.create_task(self._housekeep())
+        log.info(
+            "tsunagu ready",
+            extra={
+                "version": __version__,
+                "bind": server.bind,
+                "sip_port": self.transport.local_port,
+                "http_port": server.http_port,
+                "bindings_restored": restored,
+                "agents": len(self.settings.agents),
+            },
+        )
+
+    async def stop(self) -> None:
+        log.info("shutting down")
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._http is not None:
+            self._http.close()
+        await self.transport.stop()
+        self.journal.close()
+        log.info("stopped", extra={"bindings_saved": self.registrar.count(time.time())})
+        self.stopped.set()
+
+    # -- SIP plumbing ---------------------------------------------------------------------
+    def _on_message(self, data: bytes, peer: Peer) -> None:
+        now = asyncio.get_running_loop().time()
+        for out in self.core.receive(data, peer, now, time.time()):
+            self.transport.send(out.peer, out.data)
+        self._schedule()
+
+    def _on_framing_error(self, exc: SipParseError, data: bytes, peer: Peer) -> bytes | None:
+        del data
+        return self.core.framing_error(exc, peer, asyncio.get_running_loop().time())
+
+    def _schedule(self) -> None:
+        when = self.core.next_timer()
+        if when is None or (self._timer_at is not None and self._timer_at <= when):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = asyncio.get_running_loop().call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = asyncio.get_running_loop().time()
+        for out in self.core.handle_timer(now):
+            self.transport.send(out.peer, out.data)
+        self._schedule()
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            try:
+                wall = time.time()
+                for change in self.registrar.expire(wall):
+                    for binding in change.removed:
+                        log.info(
+                            "registration expired",
+                            extra={"aor": change.aor, "contact": binding.contact},
+                        )
+                self.journal.flush()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    # -- minimal health endpoint (the full REST API arrives with the API issue) ----------
+    def health(self) -> dict[str, object]:
+        wall = time.time()
+        return {
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(wall - self._started, 1),
+            "registrations": [
+                {
+                    "aor": b.aor,
+                    "contact": b.contact,
+                    "expires_in": b.remaining(wall),
+                    "source": f"{b.source_transport.lower()}:{b.source_host}:{b.source_port}",
+                    "user_agent": b.user_agent,
+                }
+                for b in self.registrar.all_bindings(wall)
+            ],
+            "sip": dict(self.core.stats),
+            "tcp_connections": self.transport.tcp_connections,
+            "banned_sources": [b.source for b in self.core.guard.bans(time.monotonic())],
+        }
+
+    async def _http_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            request_line = await asyncio.wait_for(reader.readline(), 5.0)
+            while (await asyncio.wait_for(reader.readline(), 5.0)) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = request_line.decode("latin-1").split()
+            if len(parts) >= 2 and parts[0] == "GET" and parts[1] == "/health":
+                status, body = "200 OK", json.dumps(self.health()).encode()
+            else:
+                status, body = "404 Not Found", b'{"error_id": "not_found"}'
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
