@@ -109,6 +109,9 @@ class AuthSettings(_Section):
     #: Offered in this order; RFC 8760 §2.4 says to offer SHA-256 before MD5.
     algorithms: list[Literal["SHA-256", "MD5"]] = ["SHA-256", "MD5"]
     nonce_ttl_s: Annotated[int, Field(ge=5, le=3_600)] = 300
+    #: User-Agent substrings (case-insensitive) of clients that fail on any challenge
+    #: whose algorithm they lack (instead of skipping it): they get the MD5 challenge only.
+    md5_only_user_agents: list[str] = ["baresip v1.", "baresip v0."]
 
     @field_validator("algorithms")
     @classmethod

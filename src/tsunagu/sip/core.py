@@ -97,6 +97,7 @@ class SipCore:
         self.call_handler = call_handler
         self.server_header = f"{settings.sip.user_agent}/{__version__}"
         self.max_size = settings.sip.transport.max_message_bytes
+        self._md5_only = [m.lower() for m in settings.security.auth.md5_only_user_agents]
         self.stats: dict[str, int] = {"requests": 0, "responses": 0, "malformed": 0, "dropped": 0}
 
     # -- entry points --------------------------------------------------------------------
@@ -279,7 +280,10 @@ class SipCore:
             self._log_security_events()
             return make_response(request, 403, to_tag=to_tag)
         stale = result.outcome is AuthOutcome.STALE
-        extra = [("WWW-Authenticate", v) for v in self.authenticator.challenges(wall, stale=stale)]
+        agent = (request.headers.get("User-Agent") or "").lower()
+        legacy = any(marker in agent for marker in self._md5_only)
+        challenges = self.authenticator.challenges(wall, stale=stale, legacy_client=legacy)
+        extra = [("WWW-Authenticate", v) for v in challenges]
         return make_response(request, 401, to_tag=to_tag, extra=extra)
 
     def _register(

@@ -684,12 +684,20 @@ class DigestAuthenticator:
 
     # -- challenges ---------------------------------------------------------------
 
-    def challenges(self, now: float, *, stale: bool = False) -> list[str]:
+    def challenges(
+        self, now: float, *, stale: bool = False, legacy_client: bool = False
+    ) -> list[str]:
         """WWW-Authenticate values, one per algorithm in preference order (RFC 8760 §2.4).
 
         Each carries its own nonce, bound to its algorithm; ``stale=true`` tells the
         client its password was right and only the nonce was old (RFC 7616 §3.3).
+        ``legacy_client`` offers MD5 alone: some clients (baresip 1.0's libre) fail on any
+        challenge whose algorithm they do not implement instead of skipping it as RFC 8760
+        §2.4 expects, so a SHA-256 challenge anywhere in the 401 breaks them.
         """
+        algorithms = self.algorithms
+        if legacy_client and "MD5" in algorithms:
+            algorithms = ("MD5",)
         return [
             str(
                 DigestChallenge(
@@ -701,7 +709,7 @@ class DigestAuthenticator:
                     stale=stale,
                 )
             )
-            for algorithm in self.algorithms
+            for algorithm in algorithms
         ]
 
     def _nonce_mac(self, body: bytes, algorithm: str) -> bytes:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from tsunagu.settings import TransportSettings
 from tsunagu.sip.errors import SipParseError
@@ -50,12 +50,13 @@ class _TcpConnection(asyncio.Protocol):
         self.last_activity = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        host, port = transport.get_extra_info("peername")[:2]
-        self.transport = transport
+        # uvloop's TCPTransport implements asyncio.Transport without subclassing it.
+        stream = cast(asyncio.Transport, transport)
+        host, port = stream.get_extra_info("peername")[:2]
+        self.transport = stream
         self.peer = Peer("TCP", str(host), int(port))
         if not self._owner.admit(self):
-            transport.abort()
+            stream.abort()
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None and self.transport is not None
