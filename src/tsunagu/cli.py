@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tsunagu import __version__, logs
 from tsunagu.acd import simulate_cli
+from tsunagu.center import build_center
 from tsunagu.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("tsunagu")
@@ -76,11 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         return simulate_cli.run(args)
     try:
         settings = _settings(args) if args.command == "serve" else load_settings(args.config)
+        center = build_center(settings, str(args.config))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
     if args.command == "check-config":
-        print(f"{args.config}: OK ({len(settings.agents)} agents)")
+        print(
+            f"{args.config}: OK ({len(settings.agents)} agents, {len(center.numbers)} numbers, "
+            f"{len(center.flows)} flows, {len(center.queues)} queues, {len(center.trunks)} trunks)"
+        )
         return 0
     logs.configure(settings.logging.level, settings.logging.format)
     import uvloop  # noqa: PLC0415

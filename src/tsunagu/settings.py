@@ -25,6 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from tsunagu.calendar.holidays import HolidayCalendarConfig
+from tsunagu.calendar.hours import HoursConfig
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; ``problems`` lists ``(field path, message)``."""
@@ -165,12 +168,123 @@ class SecuritySettings(_Section):
     ban: BanSettings = BanSettings()
 
 
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
 class AgentSettings(_Section):
     """An agent and the SIP credentials their phone registers with."""
 
     id: Annotated[str, Field(pattern=r"^[0-9A-Za-z_.\-]{1,32}$")]
     name: str = ""
     sip_password: Annotated[str, Field(min_length=8, repr=False)]
+    team: str | None = None
+    #: Skill name -> level (higher is better), for skills-based queues.
+    skills: dict[str, Annotated[int, Field(ge=1, le=10)]] = {}
+
+
+class TeamSettings(_Section):
+    id: Annotated[str, Field(pattern=_NAME)]
+    name: str = ""
+
+
+class TrunkSettings(_Section):
+    """A carrier trunk.
+
+    ``ip`` trunks are trusted by source address (``allow``); ``register`` trunks are
+    accounts at the carrier that Tsunagu registers to with ``username``/``password``.
+    Outbound calls go to ``host``:``port``. ``number_format`` is how this carrier wants
+    numbers in the Request-URI, From and P-Asserted-Identity.
+    """
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    kind: Literal["ip", "register"] = "ip"
+    allow: list[str] = []
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 5060
+    transport: Literal["udp", "tcp"] = "udp"
+    username: str | None = None
+    password: Annotated[str | None, Field(repr=False)] = None
+    register_expires: Annotated[int, Field(ge=60, le=86_400)] = 600
+    caller_id: str | None = None
+    number_format: Literal["national", "e164"] = "national"
+    max_channels: Annotated[int, Field(ge=1, le=100_000)] = 100
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an address or CIDR network") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TrunkSettings:
+        if self.kind == "ip" and not self.allow:
+            raise ValueError("an ip trunk needs 'allow': the carrier's source addresses")
+        if self.kind == "register" and not (self.username and self.password and self.host):
+            raise ValueError("a register trunk needs 'host', 'username' and 'password'")
+        return self
+
+
+class NumberSettings(_Section):
+    """A DID: calls to ``number`` run ``flow``."""
+
+    number: Annotated[str, Field(pattern=r"^\+?[0-9]{3,20}$")]
+    flow: str
+    name: str = ""
+
+
+class FlowFileSettings(_Section):
+    """A contact flow document (docs/FLOWS.md), by file path relative to the config file."""
+
+    file: Path
+
+
+class OverflowSettings(_Section):
+    id: Annotated[str, Field(pattern=_NAME)]
+    agents: list[str] = []
+    teams: list[str] = []
+    auto: bool = True
+    waiting_at_least: Annotated[int, Field(ge=1)] | None = None
+    longest_wait_at_least_s: Annotated[float, Field(gt=0)] | None = None
+    service_level_below: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
+class QueueSettings(_Section):
+    """A queue (see docs/CONFIG.md for strategies)."""
+
+    id: Annotated[str, Field(pattern=_NAME)]
+    strategy: Literal[
+        "longest_idle", "round_robin", "ring_all", "skills_based", "preferred_agent"
+    ] = "longest_idle"
+    agents: list[str] = []
+    teams: list[str] = []
+    ring_timeout_s: Annotated[float, Field(gt=0, le=600)] = 15.0
+    max_wait_s: Annotated[float, Field(gt=0)] | None = None
+    #: Flow the caller goes to when ``max_wait_s`` passes (or nobody can take calls).
+    fallback_flow: str | None = None
+    wrap_up_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    skill: str | None = None
+    min_skill_level: Annotated[int, Field(ge=1, le=10)] = 1
+    rep_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    team_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    sl_threshold_s: Annotated[float, Field(gt=0)] = 20.0
+    #: Seconds between "you are caller number N" announcements (0: never).
+    announce_every_s: Annotated[float, Field(ge=0)] = 30.0
+    #: Music on hold: a WAV file (relative to the config file) or empty for a tone.
+    music_on_hold: Path | None = None
+    caller_id: str | None = None
+    overflow: list[OverflowSettings] = []
+
+
+class CustomerSettings(_Section):
+    """A customer's number and their assigned rep (preferred-agent routing, §3)."""
+
+    number: Annotated[str, Field(pattern=r"^\+?[0-9]{3,20}$")]
+    agent: str
+    name: str = ""
 
 
 class LoggingSettings(_Section):
@@ -184,6 +298,16 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     logging: LoggingSettings = LoggingSettings()
     agents: list[AgentSettings] = []
+    teams: list[TeamSettings] = []
+    trunks: list[TrunkSettings] = []
+    numbers: list[NumberSettings] = []
+    flows: list[FlowFileSettings] = []
+    queues: list[QueueSettings] = []
+    hours: list[HoursConfig] = []
+    calendars: list[HolidayCalendarConfig] = []
+    customers: list[CustomerSettings] = []
+    #: Directory of the config file; relative paths in it (flows, prompts) start here.
+    base_dir: Path = Path()
 
     @field_validator("agents")
     @classmethod
@@ -244,4 +368,6 @@ def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settin
             server = dict(data.get("server") or {})
             server.update({k: v for k, v in overrides.items() if v is not None})
             data["server"] = server
+    if isinstance(data, dict):
+        data.setdefault("base_dir", str(path.resolve().parent))
     return parse_settings(data, str(path))
