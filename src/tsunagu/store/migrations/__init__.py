@@ -1,0 +1,4 @@
+"""Alembic environment and revisions of the Tsunagu schema.
+
+Run by :func:`tsunagu.store.migrate`; see docs/STORAGE.md.
+"""

@@ -1,0 +1,1 @@
+"""Storage tests: every one runs on SQLite and PostgreSQL (see conftest.py)."""
