@@ -66,7 +66,7 @@ EXPECTED: dict[str, str | int] = {
 
 #: What the whole server answers (status) or ``None`` for silence, per file.
 SERVER_ANSWER: dict[str, int | None] = {
-    "wsinv.dat": 401,  # an INVITE from an unknown endpoint is challenged first
+    "wsinv.dat": 481,  # its To has a tag: a request inside a dialog we do not know (§12.2.2)
     "intmeth.dat": 501,
     "esc01.dat": 401,
     "escnull.dat": 401,

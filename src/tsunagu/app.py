@@ -18,7 +18,7 @@ from pathlib import Path
 from tsunagu import __version__
 from tsunagu.settings import Settings
 from tsunagu.sip.bindings_store import BindingJournal
-from tsunagu.sip.core import SipCore
+from tsunagu.sip.core import Outgoing, SipCore
 from tsunagu.sip.digest import DigestAuthenticator
 from tsunagu.sip.errors import SipParseError
 from tsunagu.sip.guard import SourceGuard
@@ -66,6 +66,7 @@ class Server:
         self.transport = SipTransport(
             settings.sip.transport, self._on_message, self._on_framing_error
         )
+        self.core.on_output = self._send
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -108,7 +109,11 @@ class Server:
     # -- SIP plumbing ---------------------------------------------------------------------
     def _on_message(self, data: bytes, peer: Peer) -> None:
         now = asyncio.get_running_loop().time()
-        for out in self.core.receive(data, peer, now, time.time()):
+        self._send(self.core.receive(data, peer, now, time.time()))
+
+    def _send(self, outputs: list[Outgoing]) -> None:
+        """Put the core's outputs on the wire and re-arm its timer (it may be earlier now)."""
+        for out in outputs:
             self.transport.send(out.peer, out.data)
         self._schedule()
 
@@ -129,9 +134,7 @@ class Server:
         self._timer = None
         self._timer_at = None
         now = asyncio.get_running_loop().time()
-        for out in self.core.handle_timer(now):
-            self.transport.send(out.peer, out.data)
-        self._schedule()
+        self._send(self.core.handle_timer(now))
 
     async def _housekeep(self) -> None:
         while True:

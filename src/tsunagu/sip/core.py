@@ -24,6 +24,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from tsunagu import __version__
 from tsunagu.logs import call_context
@@ -45,21 +46,23 @@ from tsunagu.sip.transaction import (
     AckReceived,
     CancelReceived,
     RequestReceived,
+    ResponseReceived,
     SendMessage,
+    StrayResponse,
     TimerConfig,
     TransactionLayer,
+    TransactionTimeout,
 )
 from tsunagu.sip.uri import SipUri
 
 log = logging.getLogger("tsunagu.sip")
 security_log = logging.getLogger("tsunagu.security")
 
-#: Methods this server implements (answered in Allow, §20.5).
-ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER")
+#: Methods this server implements (answered in Allow, §20.5). INFO (DTMF relay) and
+#: REFER (blind transfer, RFC 3515) are accepted inside dialogs only.
+ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "REFER")
 #: Methods we know of but do not accept here: 405 rather than 501 (§21.4.6 vs §21.5.2).
-KNOWN_METHODS = frozenset(
-    ("SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "PRACK", "UPDATE", "REFER", "INFO")
-)
+KNOWN_METHODS = frozenset(("SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "PRACK", "UPDATE"))
 #: Option tags we support (§19.2); anything else in Require gets 420.
 SUPPORTED_OPTIONS = frozenset(("path", "outbound"))
 ACCEPTED_BODIES = frozenset(("application/sdp",))
@@ -71,9 +74,43 @@ class Outgoing:
     data: bytes
 
 
-#: Hook for INVITE and in-dialog requests once authenticated; returns the final answer.
-#: Call routing (issue 4) replaces the default, which says no route exists yet.
-CallHandler = Callable[[SipRequest, Peer, str | None], SipResponse | None]
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent an INVITE: a carrier trunk trusted by source address, or an agent's phone
+    that passed digest authentication (REQUIREMENTS: no toll fraud from anyone else)."""
+
+    kind: Literal["trunk", "agent"]
+    name: str
+
+
+class CallControl(Protocol):
+    """The transaction user for calls (the B2BUA in :mod:`tsunagu.calls`).
+
+    The core hands it what belongs to calls and it answers through :meth:`SipCore.respond`,
+    :meth:`SipCore.send_request` and :meth:`SipCore.send_stateless`, now or later.
+    """
+
+    def on_invite(
+        self, tx_id: str, request: SipRequest, peer: Peer, caller: Caller, now: float
+    ) -> None: ...
+
+    def on_in_dialog(
+        self, tx_id: str, request: SipRequest, peer: Peer, now: float
+    ) -> SipResponse | None: ...
+
+    def on_cancel(self, invite_tx_id: str, request: SipRequest, now: float) -> None: ...
+
+    def on_ack(self, request: SipRequest, peer: Peer, now: float) -> None: ...
+
+    def on_response(self, tx_id: str, response: SipResponse, now: float) -> None: ...
+
+    def on_stray_response(self, response: SipResponse, peer: Peer, now: float) -> None: ...
+
+    def on_timeout(self, tx_id: str, timer: str, now: float) -> None: ...
+
+
+#: Source address -> trunk name, for trunks trusted by IP (or ``None``).
+TrunkLookup = Callable[[str], str | None]
 
 
 class SipCore:
@@ -84,7 +121,8 @@ class SipCore:
         authenticator: DigestAuthenticator,
         guard: SourceGuard,
         registrar: Registrar,
-        call_handler: CallHandler | None = None,
+        call_control: CallControl | None = None,
+        trunk_for_source: TrunkLookup | None = None,
     ) -> None:
         timers = settings.sip.timers
         self.settings = settings
@@ -94,7 +132,13 @@ class SipCore:
         self.transactions = TransactionLayer(
             TimerConfig(t1=timers.t1_ms / 1000, t2=timers.t2_ms / 1000, t4=timers.t4_ms / 1000)
         )
-        self.call_handler = call_handler
+        self.call_control = call_control
+        self.trunk_for_source = trunk_for_source
+        #: Where outputs produced outside :meth:`receive` go (set by the app); without it
+        #: they wait in the outbox for :meth:`drain`.
+        self.on_output: Callable[[list[Outgoing]], None] | None = None
+        self._outbox: list[Outgoing] = []
+        self._receiving = False
         self.server_header = f"{settings.sip.user_agent}/{__version__}"
         self.max_size = settings.sip.transport.max_message_bytes
         self._md5_only = [m.lower() for m in settings.security.auth.md5_only_user_agents]
@@ -102,7 +146,44 @@ class SipCore:
 
     # -- entry points --------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, now: float, wall: float) -> list[Outgoing]:
-        """Handle one datagram or one framed stream message."""
+        """Handle one datagram or one framed stream message; returns what to send."""
+        self._receiving = True
+        try:
+            out = self._receive(data, peer, now, wall)
+        finally:
+            self._receiving = False
+        return out + self.drain()
+
+    def drain(self) -> list[Outgoing]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    # -- for the transaction user ------------------------------------------------------
+    def respond(self, tx_id: str, response: SipResponse, now: float) -> None:
+        """Send ``response`` on server transaction ``tx_id`` (also a 2xx retransmission)."""
+        if "Server" not in response.headers:
+            response.headers.add("Server", self.server_header)
+        self._emit(self._send_events(self.transactions.send_response(tx_id, response, now)))
+
+    def send_request(self, request: SipRequest, peer: Peer, now: float) -> str:
+        """Open a client transaction for ``request`` (its top Via branch already set)."""
+        tx_id, events = self.transactions.send_request(request, peer, now)
+        self._emit(self._send_events(events))
+        return tx_id
+
+    def send_stateless(self, message: SipRequest | SipResponse, peer: Peer) -> None:
+        """Send outside any transaction: the ACK for a 2xx (§13.2.2.4)."""
+        self._emit([Outgoing(peer, bytes(message))])
+
+    def _emit(self, out: list[Outgoing]) -> None:
+        if not out:
+            return
+        if self.on_output is not None and not self._receiving:
+            self.on_output(out)
+        else:
+            self._outbox.extend(out)
+
+    def _receive(self, data: bytes, peer: Peer, now: float, wall: float) -> list[Outgoing]:
         if not data.strip(b"\r\n"):
             return []  # keep-alive CRLFs on UDP (RFC 5626 §3.5.1); nothing to answer
         try:
@@ -112,7 +193,9 @@ class SipCore:
         if isinstance(message, SipResponse):
             self.stats["responses"] += 1
             with call_context(message.call_id):
-                return self._send_events(self.transactions.receive_response(message, peer, now))
+                events = self.transactions.receive_response(message, peer, now)
+                self._to_call_control(events, now)
+                return self._send_events(events)
         self.stats["requests"] += 1
         with call_context(message.call_id):
             verdict = self.guard.check_request(peer.host, message.headers.get("User-Agent"), now)
@@ -162,23 +245,42 @@ class SipCore:
         out = self._send_events(events)
         for event in events:
             if isinstance(event, RequestReceived):
-                response = self._dispatch(request, peer, now, wall)
+                response = self._dispatch(event.tx_id, request, peer, now, wall)
                 if response is not None:
                     response.headers.add("Server", self.server_header)
                     out += self._send_events(
                         self.transactions.send_response(event.tx_id, response, now)
                     )
             elif isinstance(event, CancelReceived):
-                response = make_response(event.request, 481 if event.invite_tx_id is None else 200)
+                # §9.2: 200 to the CANCEL; the call layer then answers the INVITE with 487.
+                found = event.invite_tx_id is not None and self.call_control is not None
+                response = make_response(event.request, 200 if found else 481)
                 out += self._send_events(
                     self.transactions.send_response(event.tx_id, response, now)
                 )
-            elif isinstance(event, AckReceived):
-                pass  # ACK for a 2xx: end-to-end, belongs to a dialog (none kept yet)
+                if found and event.invite_tx_id is not None and self.call_control is not None:
+                    self.call_control.on_cancel(event.invite_tx_id, event.request, now)
+            elif isinstance(event, AckReceived) and self.call_control is not None:
+                # The ACK for a 2xx is end to end (§13.2.2.4): it belongs to a dialog.
+                self.call_control.on_ack(event.request, peer, now)
+        self._to_call_control(events, now)
         return out
 
+    def _to_call_control(self, events: Sequence[object], now: float) -> None:
+        control = self.call_control
+        if control is None:
+            return
+        for event in events:
+            if isinstance(event, ResponseReceived):
+                control.on_response(event.tx_id, event.response, now)
+            elif isinstance(event, StrayResponse):
+                assert isinstance(event.peer, Peer)
+                control.on_stray_response(event.response, event.peer, now)
+            elif isinstance(event, TransactionTimeout):
+                control.on_timeout(event.tx_id, event.timer, now)
+
     def _dispatch(
-        self, request: SipRequest, peer: Peer, now: float, wall: float
+        self, tx_id: str, request: SipRequest, peer: Peer, now: float, wall: float
     ) -> SipResponse | None:
         to_tag = secrets.token_hex(5)
         refusal = self._check(request, to_tag)
@@ -189,15 +291,26 @@ class SipCore:
             return self._options(request, to_tag)
         if method == "REGISTER":
             return self._register(request, peer, now, wall, to_tag)
-        if method == "BYE":
-            return make_response(request, 481, to_tag=to_tag)
-        # INVITE from an endpoint: authenticate before anything else (toll fraud).
-        user = self._authenticate(request, peer, now, wall, to_tag)
-        if isinstance(user, SipResponse):
-            return user
-        if self.call_handler is not None:
-            return self.call_handler(request, peer, user)
-        return make_response(request, 480, "No call routing configured", to_tag=to_tag)
+        control = self.call_control
+        if request.to.tag is not None:  # in a dialog (§12.2.2)
+            if control is None:
+                return make_response(request, 481)
+            return control.on_in_dialog(tx_id, request, peer, now)
+        if method != "INVITE":
+            return make_response(request, 481, to_tag=to_tag)  # BYE, INFO, REFER: no dialog
+        # A new call: a trusted trunk, or else an authenticated agent (no toll fraud).
+        trunk = self.trunk_for_source(peer.host) if self.trunk_for_source else None
+        if trunk is not None:
+            caller = Caller("trunk", trunk)
+        else:
+            user = self._authenticate(request, peer, now, wall, to_tag)
+            if isinstance(user, SipResponse):
+                return user
+            caller = Caller("agent", user)
+        if control is None:
+            return make_response(request, 480, "No call routing configured", to_tag=to_tag)
+        control.on_invite(tx_id, request, peer, caller, now)
+        return None
 
     def _check(self, request: SipRequest, to_tag: str) -> SipResponse | None:
         """Checks every request passes before its method runs (§8.2.1-§8.2.3)."""
