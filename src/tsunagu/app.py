@@ -25,6 +25,7 @@ from tsunagu.sip.guard import SourceGuard
 from tsunagu.sip.peer import Peer
 from tsunagu.sip.registrar import Registrar
 from tsunagu.sip.transport import SipTransport
+from tsunagu.store import Store, default_url, open_store
 
 log = logging.getLogger("tsunagu")
 
@@ -72,12 +73,21 @@ class Server:
         self._housekeeping: asyncio.Task[None] | None = None
         self._http: asyncio.Server | None = None
         self._started = time.time()
+        self.store: Store | None = None
         self.stopped = asyncio.Event()
 
     async def start(self) -> None:
+        server = self.settings.server
+        url = server.database_url or default_url(server.data_dir)
+        self.store = await open_store(url)
+        interrupted = await self.store.history.mark_interrupted_on_startup()
+        if interrupted:
+            log.warning(
+                "calls cut by the last shutdown marked interrupted",
+                extra={"interactions": len(interrupted)},
+            )
         wall = time.time()
         restored = self.registrar.restore(self.journal.load(), wall)
-        server = self.settings.server
         await self.transport.start(server.bind, server.sip_port)
         self._http = await asyncio.start_server(self._http_client, server.bind, server.http_port)
         self._housekeeping = asyncio.create_task(self._housekeep())
@@ -103,6 +113,8 @@ class Server:
             self._http.close()
         await self.transport.stop()
         self.journal.close()
+        if self.store is not None:
+            await self.store.close()
         log.info("stopped", extra={"bindings_saved": self.registrar.count(time.time())})
         self.stopped.set()
 

@@ -55,6 +55,9 @@ class ServerSettings(_Section):
     #: Requests for any other domain are still accepted when the user part matches an
     #: agent, because softphones are often configured with an IP address instead.
     domain: str = "tsunagu.local"
+    #: SQLAlchemy URL of the store; the default is SQLite in ``data_dir``. For PostgreSQL:
+    #: ``postgresql://user:password@host/dbname``.
+    database_url: Annotated[str | None, Field(repr=False)] = None
 
     @field_validator("bind")
     @classmethod
