@@ -9,6 +9,7 @@ BENCHMARKS = {
     "parser": "bench.bench_parser",
     "register": "bench.bench_register",
     "acd": "bench.bench_acd",
+    "media": "bench.bench_media",
 }
 
 

@@ -9,13 +9,22 @@ both passed into the core.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import secrets
 import time
+import wave
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from tsunagu import __version__
+from tsunagu.calls.controller import CallController
+from tsunagu.calls.webhooks import WebhookClient
+from tsunagu.center import Center, build_center
+from tsunagu.media.engine import LocalMediaEngine, MediaConfig
 from tsunagu.settings import Settings
 from tsunagu.sip.bindings_store import BindingJournal
 from tsunagu.sip.core import Outgoing, SipCore
@@ -23,7 +32,7 @@ from tsunagu.sip.digest import DigestAuthenticator
 from tsunagu.sip.errors import SipParseError
 from tsunagu.sip.guard import SourceGuard
 from tsunagu.sip.peer import Peer
-from tsunagu.sip.registrar import Registrar
+from tsunagu.sip.registrar import BindingChange, Registrar
 from tsunagu.sip.transport import SipTransport
 from tsunagu.store import Store, default_url, open_store
 
@@ -43,14 +52,56 @@ def _load_secret(data_dir: Path) -> bytes:
     return secret
 
 
+def _trunk_lookup(center: Center) -> Callable[[str], str | None]:
+    """Source address -> the name of the IP-authenticated trunk that allows it."""
+    networks = [
+        (ipaddress.ip_network(item, strict=False), trunk.name)
+        for trunk in center.trunks.values()
+        if trunk.kind == "ip"
+        for item in trunk.allow
+    ]
+
+    def lookup(host: str) -> str | None:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        for network, name in networks:
+            if address in network:
+                return name
+        return None
+
+    return lookup
+
+
+def _hold_music(folder: Path) -> None:
+    """A default music-on-hold prompt: a soft two-note chime every two seconds."""
+    path = folder / "hold.wav"
+    if path.exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    rate = 8000
+    t = np.arange(rate * 2) / rate
+    tone = np.where(t < 0.4, np.sin(2 * np.pi * 523.25 * t), 0.0)
+    tone += np.where((t >= 0.5) & (t < 0.9), np.sin(2 * np.pi * 392.0 * t), 0.0)
+    samples = (tone * 0.25 * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+
+
 class Server:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, center: Center | None = None) -> None:
         self.settings = settings
+        self.center = center if center is not None else build_center(settings)
         data_dir = settings.server.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         passwords = {agent.id: agent.sip_password for agent in settings.agents}
         self.journal = BindingJournal(data_dir / "bindings.sqlite3")
-        self.registrar = Registrar(settings.sip.registrar, on_change=self.journal.record)
+        self.registrar = Registrar(settings.sip.registrar, on_change=self._binding_changed)
+        self.calls: CallController | None = None
         auth = settings.security.auth
         self.core = SipCore(
             settings,
@@ -63,6 +114,7 @@ class Server:
             ),
             guard=SourceGuard(settings.security.ban),
             registrar=self.registrar,
+            trunk_for_source=_trunk_lookup(self.center),
         )
         self.transport = SipTransport(
             settings.sip.transport, self._on_message, self._on_framing_error
@@ -88,7 +140,36 @@ class Server:
             )
         wall = time.time()
         restored = self.registrar.restore(self.journal.load(), wall)
+        media = self.settings.media
+        prompts = media.prompts_dir or server.data_dir / "prompts"
+        if not prompts.is_absolute():
+            prompts = self.settings.base_dir / prompts if media.prompts_dir else prompts
+        _hold_music(prompts)
+        self.media = LocalMediaEngine(
+            MediaConfig(
+                bind_address=server.bind,
+                advertised_address=media.advertised_address,
+                port_min=media.rtp_port_min,
+                port_max=media.rtp_port_max,
+                data_dir=server.data_dir,
+                prompt_dir=prompts,
+                tts_enabled=media.tts,
+            )
+        )
+        self.webhooks = WebhookClient(user_agent=self.core.server_header)
+        self.calls = CallController(
+            self.settings,
+            center=self.center,
+            core=self.core,
+            registrar=self.registrar,
+            media=self.media,
+            history=self.store.history,
+            webhooks=self.webhooks,
+        )
+        self.core.call_control = self.calls
         await self.transport.start(server.bind, server.sip_port)
+        self.calls.local_port = self.transport.local_port
+        self.calls.restore_presence()
         self._http = await asyncio.start_server(self._http_client, server.bind, server.http_port)
         self._housekeeping = asyncio.create_task(self._housekeep())
         log.info(
@@ -111,12 +192,21 @@ class Server:
             self._timer.cancel()
         if self._http is not None:
             self._http.close()
+        if self.calls is not None:
+            await self.calls.close()
+            await self.media.close()
+            await self.webhooks.close()
         await self.transport.stop()
         self.journal.close()
         if self.store is not None:
             await self.store.close()
         log.info("stopped", extra={"bindings_saved": self.registrar.count(time.time())})
         self.stopped.set()
+
+    def _binding_changed(self, change: BindingChange) -> None:
+        self.journal.record(change)
+        if self.calls is not None:
+            self.calls.on_binding_change(change)
 
     # -- SIP plumbing ---------------------------------------------------------------------
     def _on_message(self, data: bytes, peer: Peer) -> None:

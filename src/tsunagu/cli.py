@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tsunagu import __version__, logs
 from tsunagu.acd import simulate_cli
-from tsunagu.center import build_center
+from tsunagu.center import Center, build_center
 from tsunagu.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("tsunagu")
@@ -53,10 +53,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, center: Center) -> None:
     from tsunagu.app import Server  # noqa: PLC0415 - keep `check-config` light
 
-    server = Server(settings)
+    server = Server(settings, center)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(_serve(settings))
+            runner.run(_serve(settings, center))
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1

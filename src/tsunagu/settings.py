@@ -290,6 +290,24 @@ class CustomerSettings(_Section):
     name: str = ""
 
 
+class MediaSettings(_Section):
+    """RTP media handled in-process (docs/MEDIA.md)."""
+
+    rtp_port_min: Annotated[int, Field(ge=1024, le=65534)] = 16384
+    rtp_port_max: Annotated[int, Field(ge=1025, le=65535)] = 32767
+    #: Address put in SDP ``c=`` lines; defaults to ``server.bind``.
+    advertised_address: str | None = None
+    #: Directory of recorded prompts (relative prompt names in flows start here).
+    prompts_dir: Path | None = None
+    tts: bool = True
+
+    @model_validator(mode="after")
+    def _range(self) -> MediaSettings:
+        if self.rtp_port_max - self.rtp_port_min < 4:
+            raise ValueError("rtp_port_max must be at least rtp_port_min + 4")
+        return self
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -299,6 +317,7 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     sip: SipSettings = SipSettings()
     security: SecuritySettings = SecuritySettings()
+    media: MediaSettings = MediaSettings()
     logging: LoggingSettings = LoggingSettings()
     agents: list[AgentSettings] = []
     teams: list[TeamSettings] = []

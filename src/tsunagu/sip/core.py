@@ -98,7 +98,7 @@ class CallControl(Protocol):
         self, tx_id: str, request: SipRequest, peer: Peer, now: float
     ) -> SipResponse | None: ...
 
-    def on_cancel(self, invite_tx_id: str, request: SipRequest, now: float) -> None: ...
+    def on_cancel(self, tx_id: str, request: SipRequest, invite_tx_id: str, now: float) -> None: ...
 
     def on_ack(self, request: SipRequest, peer: Peer, now: float) -> None: ...
 
@@ -252,14 +252,15 @@ class SipCore:
                         self.transactions.send_response(event.tx_id, response, now)
                     )
             elif isinstance(event, CancelReceived):
-                # §9.2: 200 to the CANCEL; the call layer then answers the INVITE with 487.
-                found = event.invite_tx_id is not None and self.call_control is not None
-                response = make_response(event.request, 200 if found else 481)
-                out += self._send_events(
-                    self.transactions.send_response(event.tx_id, response, now)
-                )
-                if found and event.invite_tx_id is not None and self.call_control is not None:
-                    self.call_control.on_cancel(event.invite_tx_id, event.request, now)
+                control = self.call_control
+                if event.invite_tx_id is not None and control is not None:
+                    # §9.2: call control answers the CANCEL (200) and the INVITE (487).
+                    control.on_cancel(event.tx_id, event.request, event.invite_tx_id, now)
+                else:
+                    response = make_response(event.request, 481)
+                    out += self._send_events(
+                        self.transactions.send_response(event.tx_id, response, now)
+                    )
             elif isinstance(event, AckReceived) and self.call_control is not None:
                 # The ACK for a 2xx is end to end (§13.2.2.4): it belongs to a dialog.
                 self.call_control.on_ack(event.request, peer, now)
@@ -298,8 +299,13 @@ class SipCore:
             return control.on_in_dialog(tx_id, request, peer, now)
         if method != "INVITE":
             return make_response(request, 481, to_tag=to_tag)  # BYE, INFO, REFER: no dialog
-        # A new call: a trusted trunk, or else an authenticated agent (no toll fraud).
+        # A new call: a trusted trunk, or else an authenticated agent (no toll fraud). A
+        # registered phone's own address is never taken for a trunk.
         trunk = self.trunk_for_source(peer.host) if self.trunk_for_source else None
+        if trunk is not None and self.registrar.registered_from(
+            peer.transport, peer.host, peer.port, wall
+        ):
+            trunk = None
         if trunk is not None:
             caller = Caller("trunk", trunk)
         else:

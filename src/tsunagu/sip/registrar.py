@@ -83,6 +83,23 @@ class Registrar:
     def all_bindings(self, now: float) -> list[Binding]:
         return [b for per in self._bindings.values() for b in per.values() if b.expires_at > now]
 
+    def registered_from(self, transport: str, host: str, port: int, now: float) -> str | None:
+        """The AOR whose phone registered from exactly this transport address, if any.
+
+        A request from there comes from that phone, even when its address also belongs
+        to a trusted trunk (on a test bench, or a PBX sharing a host with a gateway).
+        """
+        for per in self._bindings.values():
+            for b in per.values():
+                if (
+                    b.source_port == port
+                    and b.source_host == host
+                    and b.source_transport == transport
+                    and b.expires_at > now
+                ):
+                    return b.aor
+        return None
+
     def count(self, now: float) -> int:
         return len(self.all_bindings(now))
 

@@ -1,0 +1,560 @@
+"""Call control: the B2BUA that routes every new call and owns the calls in progress.
+
+It is the SIP core's transaction user (:class:`~tsunagu.sip.core.CallControl`): the core
+authenticates and hands over; this module decides. A call from a carrier trunk is looked
+up by the number dialled (404 if it is not ours) and its contact flow runs; a call from an
+agent's phone to another extension rings that agent (the internal call the on-call
+engineer tests first, REQUIREMENTS §1); a call to one of our numbers from a phone runs
+that number's flow too. Calls queued by a flow are routed by the ACD engine, whose offers
+become INVITEs to the agents' registered phones.
+
+Agent presence follows registrations: a phone registering logs its agent in (available),
+the last binding going away is ``registration_lost`` (REQUIREMENTS §3: logged in =
+available, disconnected = away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from typing import Any
+
+from tsunagu.acd.engine import AcdEngine, CallbackOffered, CancelOffer, MaxWaitExceeded, OfferCall
+from tsunagu.acd.presence import AcdError, AgentState, AgentStateChanged, PresenceEvent
+from tsunagu.calls.call import Call, queued_call, utcnow
+from tsunagu.calls.legs import Legs, SipLeg, first_of, reject
+from tsunagu.calls.numbers import to_e164, to_national
+from tsunagu.calls.webhooks import WebhookClient
+from tsunagu.center import Center
+from tsunagu.flows.model import Flow
+from tsunagu.logs import call_context
+from tsunagu.media.interface import MediaEngine, PlayItem
+from tsunagu.media.sdp import SessionDescription
+from tsunagu.settings import Settings
+from tsunagu.sip.core import Caller, SipCore
+from tsunagu.sip.dialog import build_invite
+from tsunagu.sip.headers import NameAddress
+from tsunagu.sip.invite_events import InDialogRequest, ReinviteReceived
+from tsunagu.sip.message import SipRequest, SipResponse, make_response
+from tsunagu.sip.peer import Peer
+from tsunagu.sip.registrar import BindingChange, Registrar
+from tsunagu.sip.uri import SipUri, parse_uri
+from tsunagu.store.history import History
+from tsunagu.store.interactions import Disposition, LegRole
+
+log = logging.getLogger("tsunagu.calls")
+
+#: A tone for callers waiting when a queue names no music (a soft 425 Hz is the
+#: Japanese ringback frequency; any WAV can replace it via ``music_on_hold``).
+DEFAULT_HOLD_PROMPT = "hold.wav"
+
+
+class CallController:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        center: Center,
+        core: SipCore,
+        registrar: Registrar,
+        media: MediaEngine,
+        history: History | None,
+        webhooks: WebhookClient,
+    ) -> None:
+        self.settings = settings
+        self.center = center
+        self.core = core
+        self.registrar = registrar
+        self.media = media
+        self.history = history
+        self.webhooks = webhooks
+        self.legs = Legs(core)
+        self.calls: dict[str, Call] = {}
+        self.acd: AcdEngine = center.build_acd(self._now())
+        self._acd_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ids = itertools.count(1)
+        self.local_host = settings.server.bind
+        self.local_port = settings.server.sip_port
+        self.agent_ids = {a.id for a in settings.agents}
+
+    # -- plumbing -------------------------------------------------------------------------
+    @staticmethod
+    def _now() -> float:
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return time.monotonic()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task failed", exc_info=task.exception())
+
+    def contact(self, transport: str = "UDP") -> str:
+        suffix = ";transport=tcp" if transport.upper() == "TCP" else ""
+        return f"<sip:tsunagu@{self.local_host}:{self.local_port}{suffix}>"
+
+    def _new_call(self, direction: str, caller: str, dialled: str) -> Call:
+        interaction_id = str(uuid.uuid4())
+        call = Call(self, interaction_id, direction=direction, caller=caller, dialled=dialled)
+        self.calls[interaction_id] = call
+        return call
+
+    def _leg(self, call: Call, role: str, peer: Peer) -> SipLeg:
+        return SipLeg(
+            self.legs,
+            leg_id=call.new_leg_id(role),
+            role=role,  # type: ignore[arg-type]
+            peer=peer,
+            on_request=self._in_dialog,
+        )
+
+    async def close(self) -> None:
+        for call in list(self.calls.values()):
+            for leg in (call.caller_leg, call.agent_leg, *call.offers.values()):
+                if leg is not None:
+                    leg.hangup()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+
+    # -- CallControl: what the core hands over -----------------------------------------
+    def on_invite(
+        self, tx_id: str, request: SipRequest, peer: Peer, caller: Caller, now: float
+    ) -> None:
+        uri = request.uri
+        dialled = uri.user if isinstance(uri, SipUri) and uri.user else ""
+        from_uri = request.from_.uri
+        caller_number = from_uri.user if isinstance(from_uri, SipUri) and from_uri.user else ""
+        if caller.kind == "agent" and dialled in self.agent_ids:
+            call = self._new_call("internal", caller.name, dialled)
+            leg = self._caller_leg(call, tx_id, request, peer)
+            self._spawn(self._run_internal(call, leg, request, dialled), f"internal-{call.id}")
+            return
+        number = self.center.number(dialled) if dialled else None
+        if number is None:
+            log.info(
+                "call to a number we do not serve",
+                extra={
+                    "dialled": dialled,
+                    "caller": caller_number,
+                    "via": f"{caller.kind}:{caller.name}",
+                },
+            )
+            reject(self.core, tx_id, request, 404, now, reason="Number not in service")
+            return
+        flow = self.center.flows[number.flow]
+        direction = "inbound" if caller.kind == "trunk" else "internal"
+        call = self._new_call(direction, caller_number or caller.name, to_national(dialled))
+        call.record.event(
+            "call.received",
+            trunk=caller.name if caller.kind == "trunk" else None,
+            flow=flow.name,
+            peer=str(peer),
+        )
+        leg = self._caller_leg(call, tx_id, request, peer)
+        self._spawn(self._run_inbound(call, leg, request, flow), f"inbound-{call.id}")
+
+    def on_in_dialog(
+        self, tx_id: str, request: SipRequest, peer: Peer, now: float
+    ) -> SipResponse | None:
+        leg = self.legs.dialogs.match_request(request)
+        if leg is None or leg.session is None:
+            return make_response(request, 481)
+        leg.process(leg.session.receive_request(tx_id, request, now))
+        return None
+
+    def on_cancel(self, tx_id: str, request: SipRequest, invite_tx_id: str, now: float) -> None:
+        leg = self.legs.server_invites.get(invite_tx_id)
+        if leg is None or leg.session is None:
+            # The INVITE was already answered with a final error: 200, no effect (§9.2).
+            self.core.respond(tx_id, make_response(request, 200), now)
+            return
+        leg.process(leg.session.receive_cancel(tx_id, request, now, invite_tx_id=invite_tx_id))
+
+    def on_ack(self, request: SipRequest, peer: Peer, now: float) -> None:
+        leg = self.legs.dialogs.match_request(request)
+        if leg is not None and leg.session is not None:
+            leg.process(leg.session.receive_ack(request, now))
+
+    def on_response(self, tx_id: str, response: SipResponse, now: float) -> None:
+        leg = self.legs.client_txs.get(tx_id)
+        if leg is None:
+            return
+        method = response.cseq.method
+        if method == "CANCEL":
+            return  # the INVITE's own answer (487) is what matters
+        if method == "INVITE" and leg.uac is not None and not leg.uac.done:
+            leg.process(leg.uac.receive_response(response, now))
+        elif leg.session is not None:
+            leg.process(leg.session.receive_response(response, now))
+        if response.status >= 200 and method != "INVITE":
+            self.legs.client_txs.pop(tx_id, None)
+
+    def on_stray_response(self, response: SipResponse, peer: Peer, now: float) -> None:
+        leg = self.legs.dialogs.match_pending(response)
+        if leg is not None and leg.uac is not None:
+            leg.process(leg.uac.receive_response(response, now))
+            return
+        leg = self.legs.dialogs.match_response(response)
+        if leg is not None and leg.session is not None:
+            leg.process(leg.session.receive_response(response, now))
+
+    def on_timeout(self, tx_id: str, timer: str, now: float) -> None:
+        leg = self.legs.client_txs.pop(tx_id, None)
+        if leg is None:
+            return
+        if leg.uac is not None and not leg.uac.done and timer == "B":
+            leg.process(leg.uac.failed(now))
+        elif leg.session is not None and timer in ("B", "F"):
+            leg.process(leg.session.transaction_failed("BYE" if timer == "F" else "INVITE", now))
+
+    def _in_dialog(self, leg: SipLeg, event: InDialogRequest | ReinviteReceived) -> None:
+        if isinstance(event, ReinviteReceived):
+            self._spawn(self._reinvite(leg, event), f"reinvite-{leg.leg_id}")
+            return
+        request = event.request
+        now = self._now()
+        if request.method == "INFO" and leg.has_media:
+            try:
+                leg.media.feed_info_dtmf(request.content_type or "", request.body)
+                status = 200
+            except Exception:
+                status = 415
+            self.core.respond(event.tx_id, make_response(request, status), now)
+            return
+        self.core.respond(event.tx_id, make_response(request, 501), now)
+
+    async def _reinvite(self, leg: SipLeg, event: ReinviteReceived) -> None:
+        """Hold and resume (§14, RFC 3264 §8.4): answer the new offer from the leg's media."""
+        request = event.request
+        try:
+            answer = await leg.media.update_remote(SessionDescription.parse(request.body))
+        except Exception as exc:
+            log.info("re-INVITE refused", extra={"error": str(exc)})
+            leg.respond(make_response(request, 488))
+            return
+        leg.respond(
+            make_response(
+                request, 200, body=bytes(answer), extra=[("Content-Type", "application/sdp")]
+            )
+        )
+
+    # -- inbound calls ------------------------------------------------------------------
+    def _caller_leg(self, call: Call, tx_id: str, request: SipRequest, peer: Peer) -> SipLeg:
+        leg = self._leg(call, "caller", peer)
+        try:
+            leg.accept_invite(tx_id, request, self.contact(peer.transport))
+        except Exception:
+            reject(self.core, tx_id, request, 400, self._now(), reason="Missing Contact")
+            raise
+        call.caller_leg = leg
+        return leg
+
+    async def _run_inbound(self, call: Call, leg: SipLeg, invite: SipRequest, flow: Flow) -> None:
+        with call_context(invite.call_id):
+            try:
+                leg.media = await self.media.open_leg(call.id, leg.leg_id)
+                call.log_leg(leg, LegRole.CALLER)
+                if not await call.answer_caller(leg, invite):
+                    return
+                attributes = {"caller": call.caller_number, "dialled": call.dialled}
+                outcome = await call.run_flow(flow, attributes)
+                if outcome is None:
+                    call.disposition = call.disposition or Disposition.ABANDONED
+                elif outcome.kind == "hangup":
+                    if call.disposition is None:
+                        after_hours = "after_hours" in outcome.detail or "closed" in outcome.detail
+                        call.disposition = (
+                            Disposition.AFTER_HOURS if after_hours else Disposition.FAILED
+                        )
+                    call.record.event("flow.hangup", reason=outcome.detail)
+                    leg.hangup()
+                elif outcome.kind == "queued":
+                    await call.wait_in_queue()
+                    if call.bridged.is_set():
+                        await call.talk_until_hangup()
+                        self._agent_done(call)
+                    elif not leg.ended.done():  # max wait with no fallback, or refused
+                        leg.hangup()
+                elif outcome.kind == "transferred":
+                    await call.talk_until_hangup()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(leg.ended), timeout=10)
+            finally:
+                await call.finish()
+                self.calls.pop(call.id, None)
+
+    # -- queues and the ACD -------------------------------------------------------------
+    def enqueue(self, call: Call, queue: str) -> str | None:
+        """Put ``call`` in ``queue``; a refusal reason if nobody could ever answer it."""
+        settings = self.center.queues.get(queue)
+        if settings is None:
+            return f"unknown queue {queue!r}"
+        if not self._anyone_on_duty(queue):
+            return "no agent of the queue is logged in"
+        call.queue = queue
+        call.queued_at = time.monotonic()
+        preferred = self.center.rep_for(call.caller_number)
+        self.acd.enqueue(queued_call(call, queue, preferred), self._now())
+        iid = call.id
+        call.record.post(lambda h: h.update(iid, queue=queue, queued_at=utcnow()))
+        call.record.event("queue.entered", queue=queue, preferred_agent=preferred)
+        call.start_music()
+        self._pump()
+        return None
+
+    def _anyone_on_duty(self, queue: str) -> bool:
+        settings = self.center.queues[queue]
+        members = set(settings.agents)
+        teams = set(settings.teams)
+        for agent in self.settings.agents:
+            if agent.team in teams:
+                members.add(agent.id)
+        return any(self.acd.agent(m).state is not AgentState.OFFLINE for m in members)
+
+    def abandon(self, call: Call) -> None:
+        with contextlib.suppress(AcdError):
+            self.acd.abandon(call.id, self._now())
+        for leg in list(call.offers.values()):
+            leg.hangup()
+        self._pump()
+
+    def agent_answered(self, call: Call, agent_id: str) -> bool:
+        took = self.acd.agent_answered(agent_id, call.id, self._now())
+        self._pump()
+        if took and not call.leave_queue.done():
+            call.leave_queue.set_result("bridged")
+        return took
+
+    def _agent_done(self, call: Call) -> None:
+        if call.agent_leg is None:
+            return
+        agent_id = call.agent_leg.agent_id
+        with contextlib.suppress(AcdError):
+            self.acd.call_ended(agent_id, self._now())
+        self._pump()
+
+    def music_on_hold(self, queue: str | None) -> list[PlayItem]:
+        settings = self.center.queues.get(queue or "")
+        if settings is not None and settings.music_on_hold is not None:
+            path = settings.music_on_hold
+            return [path if path.is_absolute() else self.settings.base_dir / path]
+        return [DEFAULT_HOLD_PROMPT]
+
+    def _pump(self) -> None:
+        """Act on what the ACD engine decided, then re-arm its timer."""
+        for event in self.acd.pop_events():
+            if isinstance(event, OfferCall):
+                call = self.calls.get(event.call_id)
+                if call is not None:
+                    self._spawn(self._offer(call, event.agent_id), f"offer-{event.agent_id}")
+            elif isinstance(event, CancelOffer):
+                call = self.calls.get(event.call_id)
+                leg = call.offers.get(event.agent_id) if call is not None else None
+                if leg is not None:
+                    leg.hangup()
+            elif isinstance(event, MaxWaitExceeded):
+                call = self.calls.get(event.call_id)
+                if call is not None:
+                    call.record.event("queue.max_wait", waited_s=round(event.waited_s, 1))
+                    self._spawn(self._fallback(call), f"fallback-{call.id}")
+            elif isinstance(event, AgentStateChanged):
+                log.info(
+                    "agent state",
+                    extra={
+                        "agent": event.agent_id,
+                        "from": event.old.value,
+                        "to": event.new.value,
+                        "reason": event.reason,
+                    },
+                )
+            elif isinstance(event, CallbackOffered):
+                log.warning("queued callbacks are not dialled yet", extra={"call": event.call_id})
+        when = self.acd.next_timer()
+        if self._acd_timer is not None:
+            self._acd_timer.cancel()
+            self._acd_timer = None
+        if when is not None:
+            self._acd_timer = asyncio.get_running_loop().call_at(when, self._acd_fire)
+
+    def _acd_fire(self) -> None:
+        self._acd_timer = None
+        self.acd.handle_timer(self._now())
+        self._pump()
+
+    async def _fallback(self, call: Call) -> None:
+        queue = self.center.queues.get(call.queue or "")
+        call.stop_music()
+        flow = self.center.flows.get(queue.fallback_flow) if queue and queue.fallback_flow else None
+        if flow is None or call.caller_leg is None:
+            if not call.leave_queue.done():
+                call.leave_queue.set_result("max_wait")
+            return
+        outcome = await call.run_flow(flow, {"caller": call.caller_number})
+        if (outcome is None or outcome.kind != "queued") and not call.leave_queue.done():
+            call.leave_queue.set_result("fallback")
+
+    async def _offer(self, call: Call, agent_id: str) -> None:
+        leg = await self._ring_agent(call, agent_id)
+        if leg is None:
+            self._no_answer(call, agent_id)
+            return
+        took = await call.connect_agent(agent_id, leg)
+        if not took:
+            self._no_answer(call, agent_id)
+
+    def _no_answer(self, call: Call, agent_id: str) -> None:
+        with contextlib.suppress(AcdError):
+            self.acd.agent_no_answer(agent_id, call.id, self._now())
+        self._pump()
+
+    async def _ring_agent(self, call: Call, agent_id: str) -> SipLeg | None:
+        """INVITE the agent's registered phone (its newest binding)."""
+        bindings = self.registrar.lookup(agent_id, time.time())
+        if not bindings:
+            return None
+        binding = bindings[0]
+        peer = Peer(binding.source_transport, binding.source_host, binding.source_port)
+        leg = self._leg(call, "agent", peer)
+        leg.agent_id = agent_id
+        leg.media = await self.media.open_leg(call.id, leg.leg_id)
+        offer = await leg.media.offer()
+        display = call.caller_number or "anonymous"
+        invite = build_invite(
+            parse_uri(binding.contact),
+            from_=NameAddress(SipUri(self.local_host, user=display or None), display),
+            to=NameAddress(SipUri(self.local_host, user=agent_id)),
+            local_contact=NameAddress.parse(self.contact(binding.source_transport)),
+            sent_by=(self.local_host, self.local_port),
+            transport=binding.source_transport,
+            body=bytes(offer),
+            content_type="application/sdp",
+            extra=[("X-Tsunagu-Interaction", call.id)],
+        )
+        leg.send_invite(invite)
+        return leg
+
+    # -- internal calls -----------------------------------------------------------------
+    async def _run_internal(self, call: Call, leg: SipLeg, invite: SipRequest, target: str) -> None:
+        with call_context(invite.call_id):
+            try:
+                leg.media = await self.media.open_leg(call.id, leg.leg_id)
+                call.log_leg(leg, LegRole.CALLER)
+                agent_leg = await self._ring_agent(call, target)
+                if agent_leg is None:
+                    leg.respond(make_response(invite, 480, "Not registered"))
+                    call.disposition = Disposition.FAILED
+                    return
+                call.log_leg(agent_leg, LegRole.AGENT)
+                answered = asyncio.ensure_future(agent_leg.answered)
+                ringing = asyncio.ensure_future(agent_leg.ringing.wait())
+                await first_of(answered, leg.ended, ringing)
+                if ringing.done() and not answered.done() and not leg.ended.done():
+                    leg.respond(make_response(invite, 180))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(first_of(answered, leg.ended), timeout=30)
+                ringing.cancel()
+                response = answered.result() if answered.done() else None
+                if leg.ended.done() or response is None:
+                    agent_leg.hangup()
+                    if not leg.ended.done():
+                        end = agent_leg.ended.result() if agent_leg.ended.done() else None
+                        status = 486 if end is not None and end.status == 486 else 480
+                        leg.respond(make_response(invite, status))
+                    call.disposition = (
+                        Disposition.ABANDONED if leg.ended.done() else (Disposition.FAILED)
+                    )
+                    call.offers[target] = agent_leg
+                    return
+                await agent_leg.media.accept_answer(SessionDescription.parse(response.body))
+                if not await call.answer_caller(leg, invite):
+                    agent_leg.hangup()
+                    return
+                await call.bridge(target, agent_leg)
+                await call.talk_until_hangup()
+            finally:
+                await call.finish()
+                self.calls.pop(call.id, None)
+
+    # -- transfers to outside numbers -----------------------------------------------------
+    async def transfer_to_number(
+        self, call: Call, number: str, caller_id: str | None, timeout_s: float
+    ) -> str | None:
+        trunk = next((t for t in self.center.trunks.values() if t.host), None)
+        if trunk is None or trunk.host is None:
+            return "no trunk to call out through"
+        render = to_e164 if trunk.number_format == "e164" else to_national
+        presented = render(caller_id or trunk.caller_id or call.caller_number or "anonymous")
+        peer = Peer(trunk.transport.upper(), trunk.host, trunk.port)
+        leg = self._leg(call, "external", peer)
+        leg.media = await self.media.open_leg(call.id, leg.leg_id)
+        offer = await leg.media.offer()
+        identity = NameAddress(SipUri(self.local_host, user=presented))
+        invite = build_invite(
+            SipUri(trunk.host, user=render(number), port=trunk.port),
+            from_=identity,
+            to=NameAddress(SipUri(trunk.host, user=render(number))),
+            local_contact=NameAddress.parse(self.contact(trunk.transport)),
+            sent_by=(self.local_host, self.local_port),
+            transport=trunk.transport.upper(),
+            body=bytes(offer),
+            content_type="application/sdp",
+            extra=[
+                ("P-Asserted-Identity", f"<sip:{presented}@{self.local_host}>"),
+                ("X-Tsunagu-Interaction", call.id),
+            ],
+        )
+        leg.send_invite(invite)
+        call.log_leg(leg, LegRole.EXTERNAL)
+        call.record.event("transfer.started", number=number, caller_id=presented, trunk=trunk.name)
+        try:
+            response = await asyncio.wait_for(asyncio.shield(leg.answered), timeout=timeout_s)
+        except TimeoutError:
+            response = None
+        if response is None:
+            leg.hangup()
+            end = leg.ended.result() if leg.ended.done() else None
+            return f"not answered ({end.status if end and end.status else 'timeout'})"
+        await leg.media.accept_answer(SessionDescription.parse(response.body))
+        await call.bridge(f"external:{number}", leg)
+        iid = call.id
+        call.record.post(
+            lambda h: h.update(iid, append_transfer={"to": number, "caller_id": presented})
+        )
+        return None
+
+    # -- presence from registrations ----------------------------------------------------
+    def on_binding_change(self, change: BindingChange) -> None:
+        agent_id = change.aor
+        if agent_id not in self.agent_ids:
+            return
+        now = self._now()
+        live = self.registrar.lookup(agent_id, time.time())
+        state = self.acd.agent(agent_id).state
+        with contextlib.suppress(AcdError):
+            if live and state is AgentState.OFFLINE:
+                self.acd.login(agent_id, now)
+            elif not live and state is not AgentState.OFFLINE:
+                self.acd.set_agent_state(agent_id, PresenceEvent.REGISTRATION_LOST, now)
+        self._pump()
+
+    def restore_presence(self) -> None:
+        """After a restart, agents whose phones are still registered are logged in."""
+        for agent_id in sorted(self.agent_ids):
+            if self.registrar.lookup(agent_id, time.time()):
+                with contextlib.suppress(AcdError):
+                    self.acd.login(agent_id, self._now())
+        self._pump()

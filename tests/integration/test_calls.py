@@ -1,0 +1,266 @@
+"""Calls end to end with real phones: a carrier call to each demo number, internal calls,
+queue behaviour — checked by what the phones hear (frequency, speech energy) and by the
+one interaction record each conversation leaves (issue 4's proof, and part of issue 5's)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import yaml
+
+from tests.integration.peers.audio import (
+    dominant_frequency,
+    read_mono,
+    read_wav,
+    speech_energy_windows,
+)
+from tests.integration.peers.baresip import BaresipAccount, BaresipUA
+from tests.integration.peers.tsunagu import TsunaguServer
+from tsunagu.store import InteractionFilter, open_store
+from tsunagu.store.interactions import InteractionRecord
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def demo_center(**queue_overrides: Any) -> dict[str, Any]:
+    """The demo's contact-center sections, with flow paths made absolute."""
+    demo = yaml.safe_load((EXAMPLES / "demo.yaml").read_text())
+    config = {key: demo[key] for key in ("teams", "agents", "trunks", "numbers", "queues")}
+    config["flows"] = [{"file": str(EXAMPLES / f["file"])} for f in demo["flows"]]
+    for queue in config["queues"]:
+        queue.update(queue_overrides)
+    return config
+
+
+@pytest.fixture
+def demo_server(tsunagu_factory: Callable[..., TsunaguServer]) -> TsunaguServer:
+    return tsunagu_factory(config=demo_center(ring_timeout_s=4))
+
+
+def records(server: TsunaguServer) -> list[InteractionRecord]:
+    async def fetch() -> list[InteractionRecord]:
+        store = await open_store(
+            f"sqlite+aiosqlite:///{server.data_dir}/tsunagu.sqlite3", migrate_schema=False
+        )
+        try:
+            page = await store.history.search(InteractionFilter(), limit=50)
+            found = [await store.history.get(i.id) for i in page.items]
+            return [r for r in found if r is not None]
+        finally:
+            await store.close()
+
+    return asyncio.run(fetch())
+
+
+def wait_records(
+    server: TsunaguServer,
+    count: int,
+    timeout: float = 15.0,
+) -> list[InteractionRecord]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [r for r in records(server) if r.interaction.status != "active"]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def agent_phone(
+    demo_server: TsunaguServer, baresip_factory: Callable[..., BaresipUA], agent_tone: Path
+) -> Iterator[Callable[..., BaresipUA]]:
+    def make(agent_id: str, answermode: Literal["auto", "manual"] = "auto") -> BaresipUA:
+        account = BaresipAccount(
+            agent_id, f"demo-{agent_id}", demo_server.registrar, answermode=answermode
+        )
+        ua = baresip_factory(account, agent_tone, name=f"agent-{agent_id}")
+        ua.register_and_wait()
+        demo_server.wait_log(
+            lambda line: (
+                line.get("msg") == "agent state"
+                and line.get("agent") == agent_id
+                and line.get("to") == "available"
+            )
+        )
+        return ua
+
+    yield make
+
+
+@pytest.fixture
+def caller_phone(baresip_factory: Callable[..., BaresipUA], caller_tone: Path) -> BaresipUA:
+    """A carrier-side phone: no registration, calls straight from 127.0.0.1 (the trunk)."""
+    return baresip_factory(BaresipAccount("0901234567"), caller_tone, name="carrier")
+
+
+def tone_at_end(path: Path, seconds: float = 2.0) -> float:
+    rate, samples = read_mono(path)
+    return dominant_frequency(samples[-int(seconds * rate) :], rate)
+
+
+def test_carrier_call_reaches_agent_with_two_way_audio_and_one_record(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    agent = agent_phone("1001")
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    agent.wait_event("CALL_ESTABLISHED", timeout=30)
+    time.sleep(3)
+    caller_phone.hangup()
+    agent.wait_event("CALL_CLOSED", timeout=10)
+    (record,) = wait_records(demo_server, 1)
+
+    # The caller heard the TTS greeting first, then the agent's 1000 Hz tone.
+    (heard,) = caller_phone.heard()
+    rate, samples = read_mono(heard)
+    assert speech_energy_windows(samples[: 4 * rate], rate), "no greeting heard"
+    assert abs(tone_at_end(heard) - 1000) < 15
+    (agent_heard,) = agent.heard()
+    assert abs(tone_at_end(agent_heard) - 440) < 15
+
+    # One conversation, one record: caller and agent legs, answered, recorded in stereo.
+    interaction = record.interaction
+    assert interaction.disposition == "answered" and interaction.queue == "support"
+    assert interaction.dialled == "0312345678"
+    assert sorted(leg.role for leg in record.legs) == ["agent", "caller"]
+    assert len({leg.call_id for leg in record.legs}) == 2
+    assert interaction.agents_answered == ("1001",)
+    (recording,) = [r for r in interaction.recordings if r["kind"] == "call"]
+    rate, channels = read_wav(recording["path"])
+    assert channels.shape[0] == 2
+    assert abs(dominant_frequency(channels[0], rate) - 440) < 15  # caller on the left
+    assert abs(dominant_frequency(channels[1], rate) - 1000) < 15  # agent on the right
+    types = [e.type for e in record.events]
+    assert "queue.entered" in types and "bridged" in types
+
+
+def test_after_hours_number_announces_and_hangs_up(
+    demo_server: TsunaguServer, caller_phone: BaresipUA
+) -> None:
+    caller_phone.call_and_wait(f"sip:0312345600@127.0.0.1:{demo_server.sip_port}")
+    # baresip reports a BYE from the far end as "Connection reset by peer".
+    closed = caller_phone.wait_event("CALL_CLOSED", timeout=30)
+    assert "reset by peer" in closed.param
+    (heard,) = caller_phone.heard()
+    rate, samples = read_mono(heard)
+    assert speech_energy_windows(samples, rate), "no announcement heard"
+    (record,) = wait_records(demo_server, 1)
+    assert record.interaction.disposition == "after_hours"
+    steps = [e.type for e in record.events]
+    assert "flow.FlowStarted" in steps
+
+
+def test_menu_digit_routes_to_the_chosen_queue(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    sales = agent_phone("1003")  # in both queues; 2 = sales
+    caller_phone.call_and_wait(f"sip:0312345601@127.0.0.1:{demo_server.sip_port}")
+    time.sleep(1.0)
+    caller_phone.send_dtmf("2")
+    sales.wait_event("CALL_ESTABLISHED", timeout=30)
+    time.sleep(1)
+    caller_phone.hangup()
+    (record,) = wait_records(demo_server, 1)
+    assert record.interaction.queue == "sales"
+    assert record.interaction.disposition == "answered"
+
+
+def test_internal_call_between_extensions(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA]
+) -> None:
+    callee = agent_phone("1002")
+    caller = agent_phone("1001", answermode="manual")
+    caller.call_and_wait(f"sip:1002@127.0.0.1:{demo_server.sip_port}", timeout=20)
+    callee.wait_event("CALL_ESTABLISHED", timeout=10)
+    time.sleep(2.5)
+    caller.hangup()
+    callee.wait_event("CALL_CLOSED", timeout=10)
+    assert abs(tone_at_end(caller.heard()[-1]) - 1000) < 15
+    (record,) = wait_records(demo_server, 1)
+    assert record.interaction.direction == "internal"
+    assert record.interaction.disposition == "answered"
+
+
+def test_ring_no_answer_offers_the_next_agent(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    sleepy = agent_phone("1001", answermode="manual")  # longest idle: offered first
+    awake = agent_phone("1002")
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    sleepy.wait_event("CALL_INCOMING", timeout=20)
+    sleepy.wait_event("CALL_CLOSED", timeout=15)  # cancelled after the 4 s ring timeout
+    awake.wait_event("CALL_ESTABLISHED", timeout=20)
+    caller_phone.hangup()
+    (record,) = wait_records(demo_server, 1)
+    assert "1001" in record.interaction.agents_offered
+    assert record.interaction.agents_answered == ("1002",)
+    demo_server.wait_log(
+        lambda line: (
+            line.get("msg") == "agent state"
+            and line.get("agent") == "1001"
+            and line.get("to") == "away"
+        )
+    )
+
+
+def test_caller_hanging_up_in_queue_is_abandoned(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    ringing = agent_phone("1001", answermode="manual")
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    ringing.wait_event("CALL_INCOMING", timeout=20)
+    time.sleep(1)
+    caller_phone.hangup()
+    ringing.wait_event("CALL_CLOSED", timeout=10)  # its ringing was cancelled
+    (record,) = wait_records(demo_server, 1)
+    assert record.interaction.disposition in ("abandoned", "short_abandoned")
+
+
+def _invite(port: int, number: str, source_port: int) -> bytes:
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    return (
+        f"INVITE sip:{number}@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{source_port};rport;branch=z9hG4bK{number}{source_port}\r\n"
+        f"From: <sip:0901234567@127.0.0.1>;tag=x\r\nTo: <sip:{number}@127.0.0.1>\r\n"
+        f"Call-ID: raw-{number}-{source_port}\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:0901234567@127.0.0.1:{source_port}>\r\nMax-Forwards: 70\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+    ).encode()
+
+
+def _final_status(sock: socket.socket) -> int:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        data = sock.recv(65535)
+        status = int(data.split(b" ", 2)[1])
+        if status >= 200:
+            return status
+    raise AssertionError("no final response")
+
+
+def test_unknown_number_404_and_untrusted_source_challenged(demo_server: TsunaguServer) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        port = sock.getsockname()[1]
+        sock.sendto(
+            _invite(demo_server.sip_port, "0399999999", port), ("127.0.0.1", demo_server.sip_port)
+        )
+        assert _final_status(sock) == 404
+    # 127.0.0.2 is not the demo carrier: a call from there must authenticate (no toll fraud).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.2", 0))
+        sock.settimeout(5)
+        port = sock.getsockname()[1]
+        sock.sendto(
+            _invite(demo_server.sip_port, "0312345678", port), ("127.0.0.1", demo_server.sip_port)
+        )
+        assert _final_status(sock) == 401
