@@ -264,3 +264,27 @@ def test_unknown_number_404_and_untrusted_source_challenged(demo_server: Tsunagu
             _invite(demo_server.sip_port, "0312345678", port), ("127.0.0.1", demo_server.sip_port)
         )
         assert _final_status(sock) == 401
+
+
+def test_kill9_mid_call_leaves_an_interrupted_record(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    agent = agent_phone("1001")
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    agent.wait_event("CALL_ESTABLISHED", timeout=30)
+    demo_server.wait_log(lambda line: line.get("msg") == "call bridged")
+    time.sleep(1.5)  # let the record catch up with the bridge
+    demo_server.kill9()
+    demo_server.start()
+    (record,) = wait_records(demo_server, 1)
+    interaction = record.interaction
+    assert interaction.status == "interrupted" and interaction.disposition == "interrupted"
+    assert interaction.queue == "support" and interaction.agents_answered == ("1001",)
+    assert sorted(leg.role for leg in record.legs) == ["agent", "caller"]
+    assert all(leg.ended_at is not None for leg in record.legs)
+    assert record.events[-1].type == "interrupted"
+    # The recording written up to the crash still plays: caller left, agent right.
+    (recording,) = [r for r in interaction.recordings if r["kind"] == "call"]
+    rate, channels = read_wav(recording["path"])
+    assert channels.shape[1] > rate // 2
+    assert abs(dominant_frequency(channels[0], rate) - 440) < 15
