@@ -11,12 +11,12 @@ BIN := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.deps-installed
 CONFIG ?= examples/demo.yaml
 
-.PHONY: run test setup sysdeps lint typecheck pytest bench clean
+.PHONY: run test setup sysdeps runtime-deps bench-deps lint typecheck pytest bench clean
 
-run: setup
+run: setup runtime-deps
 	$(BIN)/tsunagu serve --config $(CONFIG)
 
-test: sysdeps setup lint typecheck pytest
+test: sysdeps runtime-deps setup lint typecheck pytest
 
 setup: $(DEPS_STAMP)
 
@@ -32,6 +32,12 @@ $(DEPS_STAMP): pyproject.toml | $(BIN)/python
 sysdeps:
 	scripts/install-test-packages.sh
 
+runtime-deps: | $(BIN)/python
+	PYTHON=$(BIN)/python scripts/install-runtime-packages.sh
+
+bench-deps:
+	scripts/install-test-packages.sh kamailio rtpengine-daemon
+
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -42,7 +48,7 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: sysdeps setup
+bench: sysdeps runtime-deps bench-deps setup
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench $(BENCH)
 

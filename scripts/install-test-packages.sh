@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the tests and benchmarks use: real SIP peers (baresip, SIPp), audio tools
-# (sox, espeak-ng) and PostgreSQL. Skips apt when everything is already there.
+# (sox, espeak-ng) and PostgreSQL. Extra package names given as arguments (the benchmarks'
+# kamailio, rtpengine-daemon) are installed too. Skips apt when everything is there.
 set -euo pipefail
 need=()
+for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 command -v baresip >/dev/null || need+=(baresip-core)
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v sox >/dev/null || need+=(sox)
