@@ -20,7 +20,7 @@ MEMBER = re.compile(r"^pyopenjtalk-0\.4\.1/pyopenjtalk/htsvoice/[^/]+$")
 
 
 def main(dest: Path) -> int:
-    page = urllib.request.urlopen(INDEX, timeout=60).read().decode()  # noqa: S310 - fixed https URL
+    page = urllib.request.urlopen(INDEX, timeout=60).read().decode()
     links = re.findall(rf'href="([^"#]+/{re.escape(PACKAGE)})#', page)
     if not links:
         print(f"{PACKAGE} not found on {INDEX}", file=sys.stderr)
