@@ -10,6 +10,7 @@ BENCHMARKS = {
     "register": "bench.bench_register",
     "acd": "bench.bench_acd",
     "media": "bench.bench_media",
+    "b2bua": "bench.bench_b2bua",
 }
 
 

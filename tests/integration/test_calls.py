@@ -5,6 +5,7 @@ one interaction record each conversation leaves (issue 4's proof, and part of is
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -55,7 +56,9 @@ def records(server: TsunaguServer) -> list[InteractionRecord]:
         finally:
             await store.close()
 
-    return asyncio.run(fetch())
+    # A private loop in a thread: asyncio.run here would unset pytest-asyncio's loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, fetch()).result()
 
 
 def wait_records(
