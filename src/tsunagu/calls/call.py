@@ -130,15 +130,35 @@ class Call:
         run = FlowRun(flow, attributes, environment=environment)
         driver = FlowDriver(run, self.caller_leg.media, self, self.controller.webhooks, utcnow)
         task = asyncio.get_running_loop().create_task(driver.drive())
-        await first_of(task, self.caller_leg.ended)
-        if task.done():
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        run.end("caller_hangup", utcnow())
-        self.flow_events(run.pop_events())
-        return None
+        try:
+            await first_of(task, self.caller_leg.ended)
+            if task.done():
+                return task.result()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            run.end("caller_hangup", utcnow())
+            self.flow_events(run.pop_events())
+            return None
+        finally:
+            self._record_path(run)
+
+    def _record_path(self, run: FlowRun) -> None:
+        """The blocks the caller went through, and the attributes the flow gathered."""
+        iid = self.id
+        steps = [
+            {
+                "flow": step.flow,
+                "version": step.version,
+                "block": step.block,
+                "at": step.at.isoformat(),
+            }
+            for step in run.path
+        ]
+        attributes = {k: _plain(v) for k, v in run.attributes.items()}
+        for step in steps:
+            self.record.post(lambda h, step=step: h.update(iid, append_flow_step=step))  # type: ignore[misc]
+        self.record.post(lambda h: h.update(iid, set_attributes=attributes))
 
     # -- FlowHost -------------------------------------------------------------------------
     def flow_events(self, events: list[FlowEvent]) -> None:
