@@ -291,3 +291,38 @@ def test_kill9_mid_call_leaves_an_interrupted_record(
     rate, channels = read_wav(recording["path"])
     assert channels.shape[1] > rate // 2
     assert abs(dominant_frequency(channels[0], rate) - 440) < 15
+
+
+def is_available(agent_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda line: (
+        line.get("msg") == "agent state"
+        and line.get("agent") == agent_id
+        and line.get("to") == "available"
+    )
+
+
+def test_customer_reaches_their_own_rep_first(
+    tsunagu_factory: Callable[..., TsunaguServer],
+    baresip_factory: Callable[..., BaresipUA],
+    agent_tone: Path,
+    caller_phone: BaresipUA,
+) -> None:
+    """REQUIREMENTS §3: the caller's assigned rep (1002) rings first, though 1001 has been
+    idle longer."""
+    config = demo_center(strategy="preferred_agent", rep_timeout_s=10)
+    config["customers"] = [{"number": "0901234567", "agent": "1002"}]
+    server = tsunagu_factory(config=config)
+    phones = {}
+    for agent_id in ("1001", "1002"):
+        account = BaresipAccount(agent_id, f"demo-{agent_id}", server.registrar, answermode="auto")
+        phones[agent_id] = baresip_factory(account, agent_tone, name=f"agent-{agent_id}")
+        phones[agent_id].register_and_wait()
+        server.wait_log(is_available(agent_id))
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
+    phones["1002"].wait_event("CALL_ESTABLISHED", timeout=30)
+    caller_phone.hangup()
+    (record,) = wait_records(server, 1)
+    assert record.interaction.agents_answered == ("1002",)
+    assert "1001" not in record.interaction.agents_offered
+    entered = next(e for e in record.events if e.type == "queue.entered")
+    assert entered.data["preferred_agent"] == "1002"
