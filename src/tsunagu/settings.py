@@ -308,6 +308,14 @@ class MediaSettings(_Section):
         return self
 
 
+class CallSettings(_Section):
+    """Limits every call obeys, whatever its flow says."""
+
+    #: A conversation is ended (BYE to both sides) after this long: a forgotten line or a
+    #: looping peer must not hold a channel forever.
+    max_duration_s: Annotated[float, Field(gt=0, le=86_400)] = 4 * 3600.0
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -318,6 +326,7 @@ class Settings(_Section):
     sip: SipSettings = SipSettings()
     security: SecuritySettings = SecuritySettings()
     media: MediaSettings = MediaSettings()
+    calls: CallSettings = CallSettings()
     logging: LoggingSettings = LoggingSettings()
     agents: list[AgentSettings] = []
     teams: list[TeamSettings] = []

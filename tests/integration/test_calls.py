@@ -326,3 +326,27 @@ def test_customer_reaches_their_own_rep_first(
     assert "1001" not in record.interaction.agents_offered
     entered = next(e for e in record.events if e.type == "queue.entered")
     assert entered.data["preferred_agent"] == "1002"
+
+
+def test_maximum_call_duration_ends_both_sides(
+    tsunagu_factory: Callable[..., TsunaguServer],
+    baresip_factory: Callable[..., BaresipUA],
+    agent_tone: Path,
+    caller_phone: BaresipUA,
+) -> None:
+    config = demo_center()
+    config["calls"] = {"max_duration_s": 3}
+    server = tsunagu_factory(config=config)
+    agent = baresip_factory(
+        BaresipAccount("1001", "demo-1001", server.registrar, answermode="auto"),
+        agent_tone,
+        name="agent-1001",
+    )
+    agent.register_and_wait()
+    server.wait_log(is_available("1001"))
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
+    agent.wait_event("CALL_ESTABLISHED", timeout=30)
+    caller_phone.wait_event("CALL_CLOSED", timeout=15)
+    agent.wait_event("CALL_CLOSED", timeout=15)
+    (record,) = wait_records(server, 1)
+    assert any(e.type == "hangup" and e.data.get("by") == "max_duration" for e in record.events)

@@ -74,6 +74,7 @@ class Call:
         self.leave_queue: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._moh: asyncio.Task[Any] | None = None
         self._leg_count = 0
+        self.started_monotonic = time.monotonic()
         self.record.post(
             lambda h: h.start_interaction(
                 direction=direction, caller=caller, dialled=dialled, interaction_id=interaction_id
@@ -275,7 +276,17 @@ class Call:
         """Both legs up: when one ends, end the other."""
         assert self.caller_leg is not None and self.agent_leg is not None
         caller, agent = self.caller_leg, self.agent_leg
-        await first_of(caller.ended, agent.ended)
+        limit = self.controller.settings.calls.max_duration_s
+        started = self.started_monotonic
+        remaining = max(0.0, limit - (time.monotonic() - started))
+        try:
+            await asyncio.wait_for(first_of(caller.ended, agent.ended), timeout=remaining)
+        except TimeoutError:
+            self.record.event("hangup", by="max_duration", limit_s=limit)
+            log.warning("maximum call duration reached", extra={"interaction": self.id})
+            caller.hangup()
+            agent.hangup()
+            return
         first, other = (caller, agent) if caller.ended.done() else (agent, caller)
         self.record.event("hangup", by=first.role)
         other.hangup()
