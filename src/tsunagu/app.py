@@ -170,6 +170,7 @@ class Server:
         await self.transport.start(server.bind, server.sip_port)
         self.calls.local_port = self.transport.local_port
         self.calls.restore_presence()
+        self.calls.start_trunks()
         self._http = await asyncio.start_server(self._http_client, server.bind, server.http_port)
         self._housekeeping = asyncio.create_task(self._housekeep())
         log.info(
@@ -193,6 +194,7 @@ class Server:
         if self._http is not None:
             self._http.close()
         if self.calls is not None:
+            await self.calls.stop_trunks()
             await self.calls.close()
             await self.media.close()
             await self.webhooks.close()
@@ -272,6 +274,7 @@ class Server:
             ],
             "sip": dict(self.core.stats),
             "tcp_connections": self.transport.tcp_connections,
+            "trunks": self.calls.trunk_status() if self.calls is not None else {},
             "banned_sources": [b.source for b in self.core.guard.bans(time.monotonic())],
         }
 

@@ -28,6 +28,7 @@ from tsunagu.acd.presence import AcdError, AgentState, AgentStateChanged, Presen
 from tsunagu.calls.call import Call, queued_call, utcnow
 from tsunagu.calls.legs import Legs, SipLeg, first_of, reject
 from tsunagu.calls.numbers import to_e164, to_national
+from tsunagu.calls.trunk_registration import TrunkRegistrations
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center
 from tsunagu.flows.model import Flow
@@ -81,6 +82,70 @@ class CallController:
         self.local_host = settings.server.bind
         self.local_port = settings.server.sip_port
         self.agent_ids = {a.id for a in settings.agents}
+        self.registrations: TrunkRegistrations | None = None
+        self._reg_timer: asyncio.TimerHandle | None = None
+
+    # -- trunks we register to ------------------------------------------------------------
+    def start_trunks(self) -> None:
+        """Register every ``kind: register`` trunk at its carrier (RFC 3261 §10.2)."""
+
+        def send(request: SipRequest, transport: str, host: str, port: int) -> str:
+            return self.core.send_request(request, Peer(transport, host, port), self._now())
+
+        self.registrations = TrunkRegistrations(
+            self.center.trunks.values(),
+            self.local_host,
+            self.local_port,
+            send,
+            user_agent=self.core.server_header,
+        )
+        self.registrations.start(self._now())
+        self._trunk_events()
+
+    async def stop_trunks(self, grace_s: float = 2.0) -> None:
+        registrations = self.registrations
+        if registrations is None or not len(registrations):
+            return
+        registrations.stop(self._now())
+        deadline = self._now() + grace_s
+        # The un-REGISTER's answer arrives through on_response; poll briefly for it.
+        while registrations.stopping() and self._now() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    def trunk_status(self) -> dict[str, Any]:
+        if self.registrations is None:
+            return {}
+        return dict(self.registrations.status())
+
+    def _trunk_events(self) -> None:
+        registrations = self.registrations
+        if registrations is None:
+            return
+        for event in registrations.pop_events():
+            level = logging.WARNING if event.new.value == "failed" else logging.INFO
+            log.log(
+                level,
+                "trunk registration",
+                extra={
+                    "trunk": event.trunk,
+                    "from": event.old.value,
+                    "to": event.new.value,
+                    "reason": event.reason,
+                    "status": event.status,
+                },
+            )
+        if self._reg_timer is not None:
+            self._reg_timer.cancel()
+            self._reg_timer = None
+        when = registrations.next_timer()
+        if when is not None:
+            self._reg_timer = asyncio.get_running_loop().call_at(when, self._trunk_timer)
+
+    def _trunk_timer(self) -> None:
+        self._reg_timer = None
+        if self.registrations is not None:
+            self.registrations.handle_timer(self._now())
+            self._trunk_events()
 
     # -- plumbing -------------------------------------------------------------------------
     @staticmethod
@@ -190,6 +255,10 @@ class CallController:
             leg.process(leg.session.receive_ack(request, now))
 
     def on_response(self, tx_id: str, response: SipResponse, now: float) -> None:
+        if self.registrations is not None and self.registrations.owns(tx_id):
+            self.registrations.on_response(tx_id, response, now)
+            self._trunk_events()
+            return
         leg = self.legs.client_txs.get(tx_id)
         if leg is None:
             return
@@ -213,6 +282,10 @@ class CallController:
             leg.process(leg.session.receive_response(response, now))
 
     def on_timeout(self, tx_id: str, timer: str, now: float) -> None:
+        if self.registrations is not None and self.registrations.owns(tx_id):
+            self.registrations.on_timeout(tx_id, now)
+            self._trunk_events()
+            return
         leg = self.legs.client_txs.pop(tx_id, None)
         if leg is None:
             return
