@@ -39,6 +39,8 @@ from tsunagu.store import Store, default_url, open_store
 log = logging.getLogger("tsunagu")
 
 HOUSEKEEPING_INTERVAL_S = 1.0
+#: Agent presence is checked against SIP and the calls every this many housekeeping ticks.
+RECONCILE_EVERY = 5
 
 
 def _load_secret(data_dir: Path) -> bytes:
@@ -241,6 +243,7 @@ class Server:
         self._send(self.core.handle_timer(now))
 
     async def _housekeep(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             try:
@@ -252,6 +255,9 @@ class Server:
                             extra={"aor": change.aor, "contact": binding.contact},
                         )
                 self.journal.flush()
+                ticks += 1
+                if self.calls is not None and ticks % RECONCILE_EVERY == 0:
+                    self.calls.reconcile()
             except Exception:
                 log.exception("housekeeping failed")
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from tsunagu.acd.engine import AcdEngine, CallbackOffered, CancelOffer, MaxWaitExceeded, OfferCall
 from tsunagu.acd.presence import AcdError, AgentState, AgentStateChanged, PresenceEvent
+from tsunagu.acd.reconciler import AgentSnapshot, Drift, Repair, plan_repairs
 from tsunagu.calls.call import Call, queued_call, utcnow
 from tsunagu.calls.legs import Legs, SipLeg, first_of, reject
 from tsunagu.calls.numbers import to_e164, to_national
@@ -623,6 +624,48 @@ class CallController:
             elif not live and state is not AgentState.OFFLINE:
                 self.acd.set_agent_state(agent_id, PresenceEvent.REGISTRATION_LOST, now)
         self._pump()
+
+    def reconcile(self) -> list[Repair]:
+        """Compare every agent's state with SIP and the calls; repair and log any drift."""
+        now = self._now()
+        wall = time.time()
+        snapshots = [
+            AgentSnapshot(
+                a.agent_id, a.state, a.reason, a.offer_call_id, a.current_call_id, a.state_since
+            )
+            for a in (self.acd.agent(agent_id) for agent_id in sorted(self.agent_ids))
+        ]
+        registered = {a for a in self.agent_ids if self.registrar.lookup(a, wall)}
+        ringing = {(agent, call.id) for call in self.calls.values() for agent in call.offers}
+        talking = {
+            (call.agent_leg.agent_id, call.id)
+            for call in self.calls.values()
+            if call.agent_leg is not None and call.bridged.is_set()
+        }
+        repairs = plan_repairs(snapshots, registered, ringing, talking, now=now)
+        for repair in repairs:
+            log.warning(
+                "presence repaired",
+                extra={
+                    "agent": repair.agent_id,
+                    "drift": repair.drift.value,
+                    "call": repair.call_id,
+                },
+            )
+            with contextlib.suppress(AcdError):
+                if repair.drift is Drift.STALE_RESERVATION and repair.call_id:
+                    self.acd.agent_no_answer(repair.agent_id, repair.call_id, now)
+                elif repair.drift is Drift.STALE_CALL:
+                    self.acd.call_ended(repair.agent_id, now)
+                elif repair.drift is Drift.NOT_REGISTERED:
+                    self.acd.set_agent_state(repair.agent_id, PresenceEvent.REGISTRATION_LOST, now)
+                elif repair.drift is Drift.REGISTERED_AGAIN:
+                    self.acd.set_agent_state(
+                        repair.agent_id, PresenceEvent.REGISTRATION_RESTORED, now
+                    )
+        if repairs:
+            self._pump()
+        return repairs
 
     def restore_presence(self) -> None:
         """After a restart, agents whose phones are still registered are logged in."""
