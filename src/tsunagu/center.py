@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from tsunagu.acd.agents import Agent, Team
 from tsunagu.acd.engine import AcdEngine
-from tsunagu.acd.queues import OverflowGroup, OverflowTrigger, QueueConfig
+from tsunagu.acd.queues import OverflowGroup, OverflowRelease, OverflowTrigger, QueueConfig
 from tsunagu.acd.strategies import Strategy
 from tsunagu.calendar.holidays import HolidayCalendar
 from tsunagu.calendar.hours import HoursOfOperation, always_closed, always_open
@@ -81,6 +81,7 @@ def queue_config(queue: QueueSettings) -> QueueConfig:
             OverflowTrigger(
                 group.waiting_at_least, group.longest_wait_at_least_s, group.service_level_below
             ),
+            OverflowRelease(min_active_s=group.min_active_s),
             auto=group.auto,
         )
         for group in queue.overflow
@@ -99,6 +100,7 @@ def queue_config(queue: QueueSettings) -> QueueConfig:
         team_timeout_s=queue.team_timeout_s,
         sl_threshold_s=queue.sl_threshold_s,
         overflow_groups=groups,
+        overflow_check_s=queue.overflow_check_s,
     )
 
 

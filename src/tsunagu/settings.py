@@ -253,6 +253,8 @@ class OverflowSettings(_Section):
     waiting_at_least: Annotated[int, Field(ge=1)] | None = None
     longest_wait_at_least_s: Annotated[float, Field(gt=0)] | None = None
     service_level_below: Annotated[float, Field(gt=0, le=1)] | None = None
+    #: The group stays at least this long once it joined (hysteresis against flapping).
+    min_active_s: Annotated[float, Field(ge=0)] = 60.0
 
 
 class QueueSettings(_Section):
@@ -280,6 +282,8 @@ class QueueSettings(_Section):
     music_on_hold: Path | None = None
     caller_id: str | None = None
     overflow: list[OverflowSettings] = []
+    #: How often overflow thresholds are checked.
+    overflow_check_s: Annotated[float, Field(gt=0, le=600)] = 5.0
 
 
 class CustomerSettings(_Section):

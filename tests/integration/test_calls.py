@@ -350,3 +350,45 @@ def test_maximum_call_duration_ends_both_sides(
     agent.wait_event("CALL_CLOSED", timeout=15)
     (record,) = wait_records(server, 1)
     assert any(e.type == "hangup" and e.data.get("by") == "max_duration" for e in record.events)
+
+
+def test_overflow_group_joins_in_a_surge_and_leaves_after(
+    tsunagu_factory: Callable[..., TsunaguServer],
+    baresip_factory: Callable[..., BaresipUA],
+    agent_tone: Path,
+    caller_tone: Path,
+) -> None:
+    """REQUIREMENTS §5 item 13: with the queue's own agent busy and a caller waiting, the
+    pre-approved helpers (1002) join; once the surge is over they are released."""
+    config = demo_center()
+    support = next(q for q in config["queues"] if q["id"] == "support")
+    support.update(
+        agents=["1001"],
+        overflow_check_s=1,
+        overflow=[
+            {"id": "helpers", "agents": ["1002"], "waiting_at_least": 1, "min_active_s": 1},
+        ],
+    )
+    server = tsunagu_factory(config=config)
+    agents = {}
+    for agent_id in ("1001", "1002"):
+        account = BaresipAccount(agent_id, f"demo-{agent_id}", server.registrar, answermode="auto")
+        agents[agent_id] = baresip_factory(account, agent_tone, name=f"agent-{agent_id}")
+        agents[agent_id].register_and_wait()
+        server.wait_log(is_available(agent_id))
+    first = baresip_factory(BaresipAccount("0901110001"), caller_tone, name="caller-1")
+    second = baresip_factory(BaresipAccount("0901110002"), caller_tone, name="caller-2")
+    first.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
+    agents["1001"].wait_event("CALL_ESTABLISHED", timeout=30)
+    second.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
+    joined = server.wait_log(lambda line: line.get("msg") == "overflow group activated", timeout=30)
+    assert joined["group"] == "helpers" and joined["queue"] == "support"
+    agents["1002"].wait_event("CALL_ESTABLISHED", timeout=30)
+    first.hangup()
+    second.hangup()
+    left = server.wait_log(lambda line: line.get("msg") == "overflow group released", timeout=30)
+    assert left["group"] == "helpers"
+    answered = {
+        r.interaction.caller: r.interaction.agents_answered for r in wait_records(server, 2)
+    }
+    assert answered == {"0901110001": ("1001",), "0901110002": ("1002",)}

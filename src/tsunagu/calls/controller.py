@@ -23,7 +23,15 @@ import time
 import uuid
 from typing import Any
 
-from tsunagu.acd.engine import AcdEngine, CallbackOffered, CancelOffer, MaxWaitExceeded, OfferCall
+from tsunagu.acd.engine import (
+    AcdEngine,
+    CallbackOffered,
+    CancelOffer,
+    MaxWaitExceeded,
+    OfferCall,
+    OverflowActivated,
+    OverflowReleased,
+)
 from tsunagu.acd.presence import AcdError, AgentState, AgentStateChanged, PresenceEvent
 from tsunagu.acd.reconciler import AgentSnapshot, Drift, Repair, plan_repairs
 from tsunagu.calls.call import Call, queued_call, utcnow
@@ -453,6 +461,18 @@ class CallController:
                         "from": event.old.value,
                         "to": event.new.value,
                         "reason": event.reason,
+                    },
+                )
+            elif isinstance(event, OverflowActivated | OverflowReleased):
+                # Surge playbook (REQUIREMENTS §5 item 13): every join and release is logged.
+                what = "activated" if isinstance(event, OverflowActivated) else "released"
+                log.warning(
+                    f"overflow group {what}",
+                    extra={
+                        "queue": event.queue_id,
+                        "group": event.group_id,
+                        "reason": event.reason,
+                        "manual": event.manual,
                     },
                 )
             elif isinstance(event, CallbackOffered):
