@@ -278,6 +278,8 @@ class QueueSettings(_Section):
     sl_threshold_s: Annotated[float, Field(gt=0)] = 20.0
     #: Seconds between "you are caller number N" announcements (0: never).
     announce_every_s: Annotated[float, Field(ge=0)] = 30.0
+    #: Language of those announcements (TTS): ``ja`` or ``en``.
+    announce_language: Literal["ja", "en"] = "ja"
     #: Music on hold: a WAV file (relative to the config file) or empty for a tone.
     music_on_hold: Path | None = None
     caller_id: str | None = None

@@ -392,3 +392,32 @@ def test_overflow_group_joins_in_a_surge_and_leaves_after(
         r.interaction.caller: r.interaction.agents_answered for r in wait_records(server, 2)
     }
     assert answered == {"0901110001": ("1001",), "0901110002": ("1002",)}
+
+
+def test_waiting_caller_hears_position_announcements(
+    tsunagu_factory: Callable[..., TsunaguServer],
+    baresip_factory: Callable[..., BaresipUA],
+    agent_tone: Path,
+    caller_phone: BaresipUA,
+) -> None:
+    server = tsunagu_factory(
+        config=demo_center(ring_timeout_s=30, announce_every_s=2, announce_language="en")
+    )
+    agent = baresip_factory(
+        BaresipAccount("1001", "demo-1001", server.registrar, answermode="manual"),
+        agent_tone,
+        name="agent-1001",
+    )
+    agent.register_and_wait()
+    server.wait_log(is_available("1001"))
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
+    agent.wait_event("CALL_INCOMING", timeout=20)  # rings, nobody answers: the caller waits
+    time.sleep(7)
+    caller_phone.hangup()
+    (record,) = wait_records(server, 1)
+    announced = [e for e in record.events if e.type == "queue.announced"]
+    assert announced and announced[0].data["text"].startswith("You are caller number 1.")
+    # The announcement was speech, not the chime of the music on hold.
+    (heard,) = caller_phone.heard()
+    rate, samples = read_mono(heard)
+    assert speech_energy_windows(samples[int(len(samples) * 0.4) :], rate)

@@ -27,7 +27,7 @@ from tsunagu.flows.interpreter import (
     VoicemailRecorded,
 )
 from tsunagu.flows.model import Flow
-from tsunagu.media.interface import PlayItem, Recording
+from tsunagu.media.interface import PlayItem, Recording, Say
 from tsunagu.media.sdp import SdpNegotiationError, SessionDescription
 from tsunagu.sip.message import SipRequest, make_response
 from tsunagu.store.interactions import AgentStage, Disposition, LegRole
@@ -215,7 +215,11 @@ class Call:
         """Until the caller is bridged and the conversation ends, or they leave."""
         assert self.caller_leg is not None
         caller_gone = self.caller_leg.ended
-        await first_of(caller_gone, self.leave_queue)
+        announcer = asyncio.get_running_loop().create_task(self._announce())
+        try:
+            await first_of(caller_gone, self.leave_queue)
+        finally:
+            announcer.cancel()
         if caller_gone.done() and not self.bridged.is_set():
             self.controller.abandon(self)
             waited = time.monotonic() - (self.queued_at or time.monotonic())
@@ -223,6 +227,26 @@ class Call:
                 Disposition.SHORT_ABANDONED if waited < SHORT_ABANDON_S else Disposition.ABANDONED
             )
             self.record.event("queue.abandoned", queue=self.queue, waited_s=round(waited, 1))
+
+    async def _announce(self) -> None:
+        """Every ``announce_every_s``: position in the queue and estimated wait, then the
+        music again (stopped for good once an agent is bridged)."""
+        settings = self.controller.center.queues.get(self.queue or "")
+        if settings is None or settings.announce_every_s <= 0 or self.caller_leg is None:
+            return
+        while True:
+            await asyncio.sleep(settings.announce_every_s)
+            if self.bridged.is_set() or self.leave_queue.done():
+                return
+            text = self.controller.position_text(self, settings.announce_language)
+            if text is None:
+                continue
+            self.stop_music()
+            self.record.event("queue.announced", text=text)
+            await self.caller_leg.media.play([Say(text, settings.announce_language)])
+            if self.bridged.is_set() or self.leave_queue.done():
+                return
+            self.start_music()
 
     # -- agent legs -----------------------------------------------------------------------
     async def connect_agent(self, agent_id: str, leg: SipLeg) -> bool:

@@ -429,6 +429,24 @@ class CallController:
             self.acd.call_ended(agent_id, self._now())
         self._pump()
 
+    def position_text(self, call: Call, language: str) -> str | None:
+        """ "You are caller number 2; about 3 minutes" for a waiting caller."""
+        try:
+            position = self.acd.position(call.id)
+            wait = self.acd.estimated_wait(call.id)
+        except AcdError:
+            return None
+        minutes = max(1, round(wait / 60)) if wait is not None else None
+        if language == "ja":
+            text = f"ただいま{position}番目にお待ちいただいております。"
+            if minutes is not None:
+                text += f"おおよそ{minutes}分でおつなぎいたします。"
+            return text
+        text = f"You are caller number {position}."
+        if minutes is not None:
+            text += f" The estimated wait is about {minutes} minute{'s' if minutes > 1 else ''}."
+        return text
+
     def music_on_hold(self, queue: str | None) -> list[PlayItem]:
         settings = self.center.queues.get(queue or "")
         if settings is not None and settings.music_on_hold is not None:
