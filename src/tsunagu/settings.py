@@ -280,6 +280,8 @@ class QueueSettings(_Section):
     announce_every_s: Annotated[float, Field(ge=0)] = 30.0
     #: Language of those announcements (TTS): ``ja`` or ``en``.
     announce_language: Literal["ja", "en"] = "ja"
+    #: The announcements offer "press 1 to be called back" (the caller keeps their place).
+    offer_callback: bool = False
     #: Music on hold: a WAV file (relative to the config file) or empty for a tone.
     music_on_hold: Path | None = None
     caller_id: str | None = None

@@ -421,3 +421,51 @@ def test_waiting_caller_hears_position_announcements(
     (heard,) = caller_phone.heard()
     rate, samples = read_mono(heard)
     assert speech_energy_windows(samples[int(len(samples) * 0.4) :], rate)
+
+
+def test_queued_callback_dials_the_agent_then_the_customer(
+    tsunagu_factory: Callable[..., TsunaguServer],
+    baresip_factory: Callable[..., BaresipUA],
+    agent_tone: Path,
+    caller_tone: Path,
+    free_udp_tcp_port: Callable[[], int],
+) -> None:
+    """Press 1 to keep your place: the caller hangs up; when an agent is free the agent is
+    dialled first and then the customer, through the carrier trunk (REQUIREMENTS §5)."""
+    customer_port = free_udp_tcp_port()
+    config = demo_center(
+        ring_timeout_s=3, announce_every_s=2, announce_language="en", offer_callback=True
+    )
+    config["trunks"][0]["port"] = customer_port  # the carrier delivers our callback here
+    server = tsunagu_factory(config=config)
+    account = BaresipAccount("1001", "demo-1001", server.registrar, answermode="manual")
+    busy = baresip_factory(account, agent_tone, name="agent-1001")
+    busy.register_and_wait()
+    server.wait_log(is_available("1001"))
+    customer = baresip_factory(
+        BaresipAccount("0901234567", answermode="auto"),
+        caller_tone,
+        name="customer",
+        sip_port=customer_port,
+    )
+    customer.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
+    busy.wait_event("CALL_INCOMING", timeout=20)
+    server.wait_log(lambda line: line.get("msg") == "agent state" and line.get("to") == "away")
+    time.sleep(2.5)  # the next announcement offers the callback
+    customer.send_dtmf("1")
+    customer.wait_event("CALL_CLOSED", timeout=20)  # we said goodbye and hung up
+    # Another agent logs in (1001 is never offered a call it let ring out): the callback is
+    # dialled to them first, then to the customer.
+    back = BaresipAccount("1002", "demo-1002", server.registrar, answermode="auto")
+    agent = baresip_factory(back, agent_tone, name="agent-1002")
+    agent.register_and_wait()
+    agent.wait_event("CALL_ESTABLISHED", timeout=30)
+    customer.wait_event("CALL_ESTABLISHED", timeout=30)
+    time.sleep(2)
+    customer.hangup()
+    (record,) = wait_records(server, 1, timeout=30)
+    assert record.interaction.disposition == "callback"
+    types = [e.type for e in record.events]
+    assert "queue.callback_requested" in types and "callback.dialled" in types
+    assert record.interaction.agents_answered == ("1002",)
+    assert abs(tone_at_end(customer.heard()[-1]) - 1000) < 15

@@ -75,6 +75,7 @@ class Call:
         self._moh: asyncio.Task[Any] | None = None
         self._leg_count = 0
         self.started_monotonic = time.monotonic()
+        self.callback_requested = False
         self.record.post(
             lambda h: h.start_interaction(
                 direction=direction, caller=caller, dialled=dialled, interaction_id=interaction_id
@@ -220,6 +221,9 @@ class Call:
             await first_of(caller_gone, self.leave_queue)
         finally:
             announcer.cancel()
+        if self.callback_requested:  # the caller hung up on purpose: wait for our callback
+            await self.leave_queue
+            return
         if caller_gone.done() and not self.bridged.is_set():
             self.controller.abandon(self)
             waited = time.monotonic() - (self.queued_at or time.monotonic())
@@ -241,10 +245,21 @@ class Call:
             text = self.controller.position_text(self, settings.announce_language)
             if text is None:
                 continue
+            if settings.offer_callback:
+                text += (
+                    " 折り返しお電話をご希望の方は1を押してください。"
+                    if settings.announce_language == "ja"
+                    else " To be called back instead, press 1."
+                )
             self.stop_music()
             self.record.event("queue.announced", text=text)
-            await self.caller_leg.media.play([Say(text, settings.announce_language)])
+            outcome = await self.caller_leg.media.play(
+                [Say(text, settings.announce_language)], barge_in=settings.offer_callback
+            )
             if self.bridged.is_set() or self.leave_queue.done():
+                return
+            wants_callback = outcome.digit == "1" and settings.offer_callback
+            if wants_callback and await self.controller.request_callback(self):
                 return
             self.start_music()
 

@@ -42,7 +42,7 @@ from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center
 from tsunagu.flows.model import Flow
 from tsunagu.logs import call_context
-from tsunagu.media.interface import MediaEngine, PlayItem
+from tsunagu.media.interface import MediaEngine, PlayItem, Say
 from tsunagu.media.sdp import SessionDescription
 from tsunagu.settings import Settings
 from tsunagu.sip.core import Caller, SipCore
@@ -417,7 +417,7 @@ class CallController:
     def agent_answered(self, call: Call, agent_id: str) -> bool:
         took = self.acd.agent_answered(agent_id, call.id, self._now())
         self._pump()
-        if took and not call.leave_queue.done():
+        if took and not call.callback_requested and not call.leave_queue.done():
             call.leave_queue.set_result("bridged")
         return took
 
@@ -494,7 +494,12 @@ class CallController:
                     },
                 )
             elif isinstance(event, CallbackOffered):
-                log.warning("queued callbacks are not dialled yet", extra={"call": event.call_id})
+                call = self.calls.get(event.call_id)
+                if call is not None:
+                    self._spawn(
+                        self._callback(call, event.agent_id, event.callback_number),
+                        f"callback-{event.agent_id}",
+                    )
         when = self.acd.next_timer()
         if self._acd_timer is not None:
             self._acd_timer.cancel()
@@ -605,6 +610,19 @@ class CallController:
     async def transfer_to_number(
         self, call: Call, number: str, caller_id: str | None, timeout_s: float
     ) -> str | None:
+        leg_or_reason = await self._dial_out(call, number, caller_id, timeout_s, "transfer")
+        if isinstance(leg_or_reason, str):
+            return leg_or_reason
+        await call.bridge(f"external:{number}", leg_or_reason)
+        iid = call.id
+        call.record.post(lambda h: h.update(iid, append_transfer={"to": number}))
+        return None
+
+    async def _dial_out(
+        self, call: Call, number: str, caller_id: str | None, timeout_s: float, why: str
+    ) -> SipLeg | str:
+        """Call ``number`` through the first trunk that has a host; the answered leg, or
+        why not. Caller ID in the trunk's number format, in From and P-Asserted-Identity."""
         trunk = next((t for t in self.center.trunks.values() if t.host), None)
         if trunk is None or trunk.host is None:
             return "no trunk to call out through"
@@ -631,7 +649,7 @@ class CallController:
         )
         leg.send_invite(invite)
         call.log_leg(leg, LegRole.EXTERNAL)
-        call.record.event("transfer.started", number=number, caller_id=presented, trunk=trunk.name)
+        call.record.event(f"{why}.dialled", number=number, caller_id=presented, trunk=trunk.name)
         try:
             response = await asyncio.wait_for(asyncio.shield(leg.answered), timeout=timeout_s)
         except TimeoutError:
@@ -639,14 +657,68 @@ class CallController:
         if response is None:
             leg.hangup()
             end = leg.ended.result() if leg.ended.done() else None
+            call.offers[f"external:{number}:{leg.leg_id}"] = leg  # closed with the call
             return f"not answered ({end.status if end and end.status else 'timeout'})"
         await leg.media.accept_answer(SessionDescription.parse(response.body))
-        await call.bridge(f"external:{number}", leg)
-        iid = call.id
-        call.record.post(
-            lambda h: h.update(iid, append_transfer={"to": number, "caller_id": presented})
+        return leg
+
+    # -- queued callbacks -----------------------------------------------------------------
+    async def request_callback(self, call: Call) -> bool:
+        """The waiting caller pressed 1: keep their place, say goodbye, hang up; the
+        callback is dialled when their turn comes (agent first, then the customer)."""
+        if call.caller_leg is None:
+            return False
+        try:
+            self.acd.request_callback(call.id, self._now(), number=call.caller_number)
+        except AcdError:
+            return False  # already ringing an agent: they will be answered soon anyway
+        call.callback_requested = True
+        call.record.event("queue.callback_requested", number=call.caller_number)
+        call.stop_music()
+        settings = self.center.queues.get(call.queue or "")
+        language = settings.announce_language if settings is not None else "ja"
+        goodbye = (
+            "順番が来ましたら、こちらからお電話いたします。"
+            if language == "ja"
+            else "We will call you back when it is your turn. Goodbye."
         )
-        return None
+        await call.caller_leg.media.play([Say(goodbye, language)])
+        call.caller_leg.hangup()
+        return True
+
+    async def _callback(self, call: Call, agent_id: str, number: str | None) -> None:
+        leg = await self._ring_agent(call, agent_id)
+        if leg is None or not number:
+            self._no_answer(call, agent_id)
+            return
+        call.offers[agent_id] = leg
+        call.log_leg(leg, LegRole.AGENT)
+        response = await leg.answered
+        call.offers.pop(agent_id, None)
+        if response is None:
+            self._no_answer(call, agent_id)
+            return
+        await leg.media.accept_answer(SessionDescription.parse(response.body))
+        if not self.agent_answered(call, agent_id):
+            leg.hangup()
+            return
+        call.agent_leg = leg
+        queue = self.center.queues.get(call.queue or "")
+        caller_id = queue.caller_id if queue is not None else None
+        customer = await self._dial_out(call, number, caller_id, 30.0, "callback")
+        if isinstance(customer, str):
+            call.record.event("callback.failed", reason=customer)
+            call.disposition = Disposition.FAILED
+            leg.hangup()
+            self._agent_done(call)
+            if not call.leave_queue.done():
+                call.leave_queue.set_result("callback_failed")
+            return
+        call.caller_leg = customer
+        await call.bridge(agent_id, leg)
+        call.disposition = Disposition.CALLBACK
+        if not call.leave_queue.done():
+            call.leave_queue.set_result("bridged")
 
     # -- presence from registrations ----------------------------------------------------
     def on_binding_change(self, change: BindingChange) -> None:
