@@ -469,3 +469,52 @@ def test_queued_callback_dials_the_agent_then_the_customer(
     assert "queue.callback_requested" in types and "callback.dialled" in types
     assert record.interaction.agents_answered == ("1002",)
     assert abs(tone_at_end(customer.heard()[-1]) - 1000) < 15
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "longest_idle"])
+def test_calls_are_spread_over_three_agents(
+    strategy: str,
+    tsunagu_factory: Callable[..., TsunaguServer],
+    baresip_factory: Callable[..., BaresipUA],
+    agent_tone: Path,
+    caller_phone: BaresipUA,
+) -> None:
+    server = tsunagu_factory(config=demo_center(strategy=strategy))
+    for agent_id in ("1001", "1002", "1003"):
+        account = BaresipAccount(agent_id, f"demo-{agent_id}", server.registrar, answermode="auto")
+        baresip_factory(account, agent_tone, name=f"agent-{agent_id}").register_and_wait()
+        server.wait_log(is_available(agent_id))
+    for _ in range(3):
+        mark, log_mark = caller_phone.mark(), server.log_mark()
+        caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
+        server.wait_log(lambda line: line.get("msg") == "call bridged", since=log_mark)
+        time.sleep(1)
+        caller_phone.hangup()
+        caller_phone.wait_event("CALL_CLOSED", timeout=10, since=mark)
+    answered = sorted(a for r in wait_records(server, 3) for a in r.interaction.agents_answered)
+    assert answered == ["1001", "1002", "1003"]  # each agent took exactly one call
+
+
+def test_ring_all_rings_everyone_and_the_first_answer_wins(
+    tsunagu_factory: Callable[..., TsunaguServer],
+    baresip_factory: Callable[..., BaresipUA],
+    agent_tone: Path,
+    caller_phone: BaresipUA,
+) -> None:
+    server = tsunagu_factory(config=demo_center(strategy="ring_all", ring_timeout_s=20))
+    phones = {}
+    for agent_id in ("1001", "1002", "1003"):
+        mode = "auto" if agent_id == "1003" else "manual"
+        account = BaresipAccount(agent_id, f"demo-{agent_id}", server.registrar, answermode=mode)  # type: ignore[arg-type]
+        phones[agent_id] = baresip_factory(account, agent_tone, name=f"agent-{agent_id}")
+        phones[agent_id].register_and_wait()
+        server.wait_log(is_available(agent_id))
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
+    phones["1003"].wait_event("CALL_ESTABLISHED", timeout=30)
+    for loser in ("1001", "1002"):
+        phones[loser].wait_event("CALL_INCOMING", timeout=5)  # they rang too...
+        phones[loser].wait_event("CALL_CLOSED", timeout=10)  # ...and stopped when 1003 won
+    caller_phone.hangup()
+    (record,) = wait_records(server, 1)
+    assert record.interaction.agents_answered == ("1003",)
+    assert set(record.interaction.agents_offered) == {"1001", "1002", "1003"}
