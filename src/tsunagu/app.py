@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import secrets
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tsunagu import __version__
+from tsunagu.api import ApiServer, ApiServices, create_app, seed_api_key
 from tsunagu.calls.controller import CallController
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center, build_center
@@ -39,6 +39,8 @@ from tsunagu.store import Store, default_url, open_store
 log = logging.getLogger("tsunagu")
 
 HOUSEKEEPING_INTERVAL_S = 1.0
+#: The demo configuration's admin key; its use beyond loopback is warned about loudly.
+DEMO_API_KEY = "demo-admin-key"
 #: Agent presence is checked against SIP and the calls every this many housekeeping ticks.
 RECONCILE_EVERY = 5
 
@@ -125,7 +127,7 @@ class Server:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
-        self._http: asyncio.Server | None = None
+        self._http: ApiServer | None = None
         self._started = time.time()
         self.store: Store | None = None
         self.stopped = asyncio.Event()
@@ -173,7 +175,7 @@ class Server:
         self.calls.local_port = self.transport.local_port
         self.calls.restore_presence()
         self.calls.start_trunks()
-        self._http = await asyncio.start_server(self._http_client, server.bind, server.http_port)
+        await self._start_api()
         self._housekeeping = asyncio.create_task(self._housekeep())
         log.info(
             "tsunagu ready",
@@ -194,7 +196,7 @@ class Server:
         if self._timer is not None:
             self._timer.cancel()
         if self._http is not None:
-            self._http.close()
+            await self._http.stop()
         if self.calls is not None:
             await self.calls.stop_trunks()
             await self.calls.close()
@@ -206,6 +208,44 @@ class Server:
             await self.store.close()
         log.info("stopped", extra={"bindings_saved": self.registrar.count(time.time())})
         self.stopped.set()
+
+    async def _start_api(self) -> None:
+        assert self.store is not None and self.calls is not None
+        server = self.settings.server
+        for key in self.settings.api.keys:
+            await seed_api_key(self.store, key.name, key.token, key.role)
+            if key.token == DEMO_API_KEY and server.bind not in ("127.0.0.1", "::1"):
+                log.warning(
+                    "THE DEMO API KEY IS ENABLED ON A NON-LOOPBACK ADDRESS: anyone who can "
+                    "reach this server can administer it; remove api.keys from the config",
+                    extra={"bind": server.bind},
+                )
+        calls = self.calls
+        store = self.store
+
+        async def recording_path(interaction_id: str) -> Path | None:
+            record = await store.history.get(interaction_id)
+            if record is None:
+                return None
+            paths = [
+                r.get("path") for r in record.interaction.recordings if r.get("kind") == "call"
+            ]
+            return Path(str(paths[0])) if paths and paths[0] else None
+
+        app = create_app(
+            ApiServices(
+                store=store,
+                health=self.health,
+                agents=calls.agents_view,
+                set_agent_state=calls.set_agent_state,
+                calls=calls.calls_view,
+                hangup=calls.hangup_call,
+                recording_path=recording_path,
+                audit_path=server.data_dir / "audit.jsonl",
+            )
+        )
+        self._http = ApiServer(app, server.bind, server.http_port)
+        await self._http.start()
 
     def _binding_changed(self, change: BindingChange) -> None:
         self.journal.record(change)
@@ -261,7 +301,7 @@ class Server:
             except Exception:
                 log.exception("housekeeping failed")
 
-    # -- minimal health endpoint (the full REST API arrives with the API issue) ----------
+    # -- health (served by the REST API: /health minimal, /api/v1/health in full) --------
     def health(self) -> dict[str, object]:
         wall = time.time()
         return {
@@ -283,26 +323,3 @@ class Server:
             "trunks": self.calls.trunk_status() if self.calls is not None else {},
             "banned_sources": [b.source for b in self.core.guard.bans(time.monotonic())],
         }
-
-    async def _http_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            request_line = await asyncio.wait_for(reader.readline(), 5.0)
-            while (await asyncio.wait_for(reader.readline(), 5.0)) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = request_line.decode("latin-1").split()
-            if len(parts) >= 2 and parts[0] == "GET" and parts[1] == "/health":
-                status, body = "200 OK", json.dumps(self.health()).encode()
-            else:
-                status, body = "404 Not Found", b'{"error_id": "not_found"}'
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()

@@ -324,6 +324,18 @@ class CallSettings(_Section):
     max_duration_s: Annotated[float, Field(gt=0, le=86_400)] = 4 * 3600.0
 
 
+class ApiKeySettings(_Section):
+    """An API key seeded at start-up (for integrations and the demo)."""
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    token: Annotated[str, Field(min_length=12, repr=False)]
+    role: Literal["admin", "supervisor", "agent"] = "admin"
+
+
+class ApiSettings(_Section):
+    keys: list[ApiKeySettings] = []
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -335,6 +347,7 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     media: MediaSettings = MediaSettings()
     calls: CallSettings = CallSettings()
+    api: ApiSettings = ApiSettings()
     logging: LoggingSettings = LoggingSettings()
     agents: list[AgentSettings] = []
     teams: list[TeamSettings] = []

@@ -141,6 +141,14 @@ def test_carrier_call_reaches_agent_with_two_way_audio_and_one_record(
     types = [e.type for e in record.events]
     assert "queue.entered" in types and "bridged" in types
 
+    # The same conversation through the REST API: one interaction with both legs.
+    page = demo_server.api("/api/v1/interactions?dialled=0312345678")
+    (item,) = page["items"]
+    detail = demo_server.api(f"/api/v1/interactions/{item['id']}")
+    assert sorted(leg["role"] for leg in detail["legs"]) == ["agent", "caller"]
+    agents = {a["id"]: a["state"] for a in demo_server.api("/api/v1/agents")}
+    assert agents["1001"] in ("available", "wrap_up")
+
 
 def test_after_hours_number_announces_and_hangs_up(
     demo_server: TsunaguServer, caller_phone: BaresipUA

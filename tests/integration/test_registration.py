@@ -3,8 +3,6 @@ Tsunagu over real sockets; SIPp runs a registration storm (issue 2's proof)."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +13,7 @@ from tests.integration.peers.tsunagu import Agent, TsunaguServer
 
 
 def health(server: TsunaguServer) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{server.http_url}/health", timeout=5) as reply:
-        data: dict[str, Any] = json.load(reply)
+    data: dict[str, Any] = server.api("/api/v1/health")
     return data
 
 

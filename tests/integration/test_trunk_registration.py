@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import cast
@@ -309,7 +307,6 @@ def test_server_registers_its_trunk_and_shows_it_in_health(
             timeout=WAIT_S,
         )
         assert line["trunk"] == "carrier-reg"
-        with urllib.request.urlopen(f"{server.http_url}/health", timeout=5) as reply:
-            trunks = json.load(reply)["trunks"]
+        trunks = server.api("/api/v1/health")["trunks"]
         assert trunks["carrier-reg"]["state"] == "registered"
         server.stop()  # sends the un-REGISTER on the way out

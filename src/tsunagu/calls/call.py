@@ -75,6 +75,7 @@ class Call:
         self._moh: asyncio.Task[Any] | None = None
         self._leg_count = 0
         self.started_monotonic = time.monotonic()
+        self.started_wall = time.time()
         self.callback_requested = False
         self.record.post(
             lambda h: h.start_interaction(

@@ -21,6 +21,7 @@ import itertools
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from tsunagu.acd.engine import (
@@ -776,6 +777,74 @@ class CallController:
         if repairs:
             self._pump()
         return repairs
+
+    # -- for the REST API -------------------------------------------------------------
+    def agents_view(self) -> list[dict[str, Any]]:
+        names = {a.id: (a.name, a.team) for a in self.settings.agents}
+        wall, mono = time.time(), self._now()
+        out = []
+        for agent_id in sorted(self.agent_ids):
+            agent = self.acd.agent(agent_id)
+            since = datetime.fromtimestamp(wall - (mono - agent.state_since), UTC)
+            out.append(
+                {
+                    "id": agent_id,
+                    "name": names[agent_id][0],
+                    "team": names[agent_id][1],
+                    "state": agent.state.value,
+                    "reason": agent.reason,
+                    "since": since.isoformat(),
+                }
+            )
+        return out
+
+    def set_agent_state(self, agent_id: str, state: str, reason: str | None) -> None:
+        """An operator's or agent's own change (API): available, away (with reason), offline."""
+        if agent_id not in self.agent_ids:
+            raise KeyError(agent_id)
+        now = self._now()
+        try:
+            if state == "available":
+                if self.acd.agent(agent_id).state is AgentState.OFFLINE:
+                    self.acd.login(agent_id, now)
+                else:
+                    self.acd.set_available(agent_id, now)
+            elif state == "away":
+                self.acd.set_away(agent_id, reason or "away", now)
+            elif state == "offline":
+                self.acd.logout(agent_id, now)
+            else:
+                raise ValueError(f"unknown state {state!r}")
+        except AcdError as exc:
+            raise ValueError(str(exc)) from None
+        self._pump()
+
+    def calls_view(self) -> list[dict[str, Any]]:
+        out = []
+        for call in self.calls.values():
+            state = "talking" if call.bridged.is_set() else "queued" if call.queue else "in_flow"
+            out.append(
+                {
+                    "interaction_id": call.id,
+                    "caller": call.caller_number,
+                    "dialled": call.dialled,
+                    "queue": call.queue,
+                    "agent": call.agent_leg.agent_id if call.agent_leg else None,
+                    "state": state,
+                    "started_at": datetime.fromtimestamp(call.started_wall, UTC).isoformat(),
+                }
+            )
+        return out
+
+    def hangup_call(self, interaction_id: str) -> bool:
+        call = self.calls.get(interaction_id)
+        if call is None:
+            return False
+        call.record.event("hangup", by="api")
+        for leg in (call.caller_leg, call.agent_leg, *call.offers.values()):
+            if leg is not None:
+                leg.hangup()
+        return True
 
     def restore_presence(self) -> None:
         """After a restart, agents whose phones are still registered are logged in."""

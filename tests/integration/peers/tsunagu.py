@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,10 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
         else:
             out[key] = value
     return out
+
+
+#: The admin API key every test server accepts (``Authorization: Bearer ...``).
+TEST_API_KEY = "test-admin-key-0123456789"
 
 
 class TsunaguServer:
@@ -119,6 +124,18 @@ class TsunaguServer:
     def http_url(self) -> str:
         return f"http://{LOOPBACK}:{self.http_port}"
 
+    def api(self, path: str, method: str = "GET", body: object = None) -> Any:
+        """Call the REST API as the test admin; returns the decoded JSON."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.http_url}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {TEST_API_KEY}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.load(reply)
+
     def agent(self, agent_id: str) -> Agent:
         for agent in self.agents:
             if agent.id == agent_id:
@@ -137,6 +154,7 @@ class TsunaguServer:
                 "domain": LOOPBACK,
             },
             "security": {"auth": {"realm": "tsunagu-test"}},
+            "api": {"keys": [{"name": "test-admin", "token": TEST_API_KEY, "role": "admin"}]},
             "logging": {"level": self.log_level, "format": "json"},
             "agents": [
                 {"id": a.id, "name": a.name, "sip_password": a.password} for a in self.agents
