@@ -526,3 +526,46 @@ def test_ring_all_rings_everyone_and_the_first_answer_wins(
     (record,) = wait_records(server, 1)
     assert record.interaction.agents_answered == ("1003",)
     assert set(record.interaction.agents_offered) == {"1001", "1002", "1003"}
+
+
+def test_agent_state_through_the_api_controls_who_is_offered(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    first = agent_phone("1001")  # longest idle: would be offered first...
+    second = agent_phone("1002")
+    demo_server.api("/api/v1/agents/1001/state", "PUT", {"state": "away", "reason": "meeting"})
+    states = {a["id"]: (a["state"], a["reason"]) for a in demo_server.api("/api/v1/agents")}
+    assert states["1001"] == ("away", "meeting")
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    second.wait_event("CALL_ESTABLISHED", timeout=30)  # ...but is away, so 1002 answers
+    caller_phone.hangup()
+    assert all(e.type != "CALL_INCOMING" for e in first.events())
+    demo_server.api("/api/v1/agents/1001/state", "PUT", {"state": "available"})
+    after = {a["id"]: a["state"] for a in demo_server.api("/api/v1/agents")}
+    assert after["1001"] == "available"
+
+
+def test_maximum_wait_sends_the_caller_to_the_fallback_flow(
+    tsunagu_factory: Callable[..., TsunaguServer],
+    baresip_factory: Callable[..., BaresipUA],
+    agent_tone: Path,
+    caller_phone: BaresipUA,
+) -> None:
+    server = tsunagu_factory(
+        config=demo_center(max_wait_s=3, ring_timeout_s=30, fallback_flow="demo-after-hours")
+    )
+    ringing = baresip_factory(
+        BaresipAccount("1001", "demo-1001", server.registrar, answermode="manual"),
+        agent_tone,
+        name="agent-1001",
+    )
+    ringing.register_and_wait()
+    server.wait_log(is_available("1001"))
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
+    ringing.wait_event("CALL_INCOMING", timeout=20)
+    ringing.wait_event("CALL_CLOSED", timeout=15)  # the offer is withdrawn at max wait
+    caller_phone.wait_event("CALL_CLOSED", timeout=30)  # the fallback flow said goodbye
+    (record,) = wait_records(server, 1)
+    types = [e.type for e in record.events]
+    assert "queue.max_wait" in types
+    assert [s["flow"] for s in record.interaction.flow_path][-1] == "demo-after-hours"
