@@ -240,6 +240,7 @@ class Server:
                 set_agent_state=calls.set_agent_state,
                 calls=calls.calls_view,
                 hangup=calls.hangup_call,
+                set_overflow=calls.set_overflow,
                 recording_path=recording_path,
                 audit_path=server.data_dir / "audit.jsonl",
             )

@@ -8,6 +8,7 @@ import asyncio
 import concurrent.futures
 import socket
 import time
+import urllib.error
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -400,6 +401,17 @@ def test_overflow_group_joins_in_a_surge_and_leaves_after(
         r.interaction.caller: r.interaction.agents_answered for r in wait_records(server, 2)
     }
     assert answered == {"0901110001": ("1001",), "0901110002": ("1002",)}
+    # A supervisor can also release and bring in the group by hand through the API (audited).
+    server.api("/api/v1/queues/support/overflow/helpers", "PUT", {"active": False})
+    server.api("/api/v1/queues/support/overflow/helpers", "PUT", {"active": True})
+    manual = server.wait_log(
+        lambda line: line.get("msg") == "overflow group activated" and line.get("manual") is True
+    )
+    assert manual["group"] == "helpers"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        server.api("/api/v1/queues/support/overflow/nobody", "PUT", {"active": True})
+    assert refused.value.code == 404
+    refused.value.close()  # an HTTPError holds the response's socket
 
 
 def test_waiting_caller_hears_position_announcements(

@@ -105,6 +105,10 @@ def _no_recording(interaction_id: str) -> Path | None:
     return None
 
 
+def _no_overflow(queue_id: str, group_id: str, active: bool, actor: str) -> None:
+    raise KeyError(queue_id)
+
+
 @dataclass(slots=True)
 class ApiServices:
     """Everything the API uses; only ``store`` is required."""
@@ -118,6 +122,9 @@ class ApiServices:
     hangup: Callable[[str], MaybeAwaitable[bool]] = _no_call
     transfer: Callable[[str, str], MaybeAwaitable[bool]] = _no_transfer
     recording_path: Callable[[str], MaybeAwaitable[Path | None]] = _no_recording
+    #: Activate or release a queue's overflow group by hand (REQUIREMENTS §5 item 13);
+    #: raises :class:`KeyError` for an unknown queue or group.
+    set_overflow: Callable[[str, str, bool, str], MaybeAwaitable[None]] = _no_overflow
     #: Extra configuration validation run before every API write (the YAML models). The
     #: store's own ``validator`` hook runs too; pass it here only if the store has none.
     validator: Validator | None = None

@@ -836,6 +836,21 @@ class CallController:
             )
         return out
 
+    def set_overflow(self, queue_id: str, group_id: str, active: bool, actor: str) -> None:
+        """A supervisor brings an overflow group in (or releases it) by hand."""
+        settings = self.center.queues.get(queue_id)
+        if settings is None or group_id not in {g.id for g in settings.overflow}:
+            raise KeyError(group_id)
+        now = self._now()
+        try:
+            if active:
+                self.acd.activate_overflow(queue_id, group_id, now, actor)
+            else:
+                self.acd.release_overflow(queue_id, group_id, now, actor)
+        except AcdError as exc:
+            raise ValueError(str(exc)) from None
+        self._pump()
+
     def hangup_call(self, interaction_id: str) -> bool:
         call = self.calls.get(interaction_id)
         if call is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict
 
 from tsunagu.api.auth import Principal
 from tsunagu.api.context import AnyUser, Context, Supervisor
@@ -149,3 +150,44 @@ async def transfer_call(
         transfer_to=body.target,
     )
     return CallActionOut(interaction_id=interaction_id, action="transfer", target=body.target)
+
+
+class OverflowIn(BaseModel):
+    """``active: true`` brings the group in now; ``false`` releases it."""
+
+    model_config = ConfigDict(extra="forbid")
+    active: bool
+
+
+class OverflowOut(BaseModel):
+    queue: str
+    group: str
+    active: bool
+
+
+@router.put(
+    "/queues/{queue_id}/overflow/{group_id}",
+    response_model=OverflowOut,
+    summary="Activate or release an overflow group by hand",
+    responses={404: {"model": ErrorBody, "description": "unknown queue or group"}},
+)
+async def set_overflow(
+    ctx: Context,
+    principal: Supervisor,
+    queue_id: Annotated[str, Path(max_length=64)],
+    group_id: Annotated[str, Path(max_length=64)],
+    body: OverflowIn,
+) -> OverflowOut:
+    try:
+        await resolve(ctx.services.set_overflow(queue_id, group_id, body.active, principal.actor))
+    except (KeyError, ValueError):
+        raise ApiError(
+            404,
+            "queue.overflow_not_found",
+            f"no overflow group {group_id} on queue {queue_id}",
+            {"queue": queue_id, "group": group_id},
+        ) from None
+    await ctx.audit_action(
+        principal, "queue.overflow", f"queues/{queue_id}/overflow/{group_id}", active=body.active
+    )
+    return OverflowOut(queue=queue_id, group=group_id, active=body.active)
