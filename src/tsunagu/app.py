@@ -241,6 +241,7 @@ class Server:
                 calls=calls.calls_view,
                 hangup=calls.hangup_call,
                 set_overflow=calls.set_overflow,
+                transfer=calls.transfer_call,
                 recording_path=recording_path,
                 audit_path=server.data_dir / "audit.jsonl",
             )

@@ -851,6 +851,12 @@ class CallController:
             raise ValueError(str(exc)) from None
         self._pump()
 
+    def transfer_call(self, interaction_id: str, target: str) -> bool:
+        """Blind transfer through the API: not implemented yet, refused with a reason."""
+        if interaction_id not in self.calls:
+            return False
+        raise ValueError("blind transfer is not implemented yet")
+
     def hangup_call(self, interaction_id: str) -> bool:
         call = self.calls.get(interaction_id)
         if call is None:
