@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pytest
 import yaml
 
+from tests.integration.peers import free_port
 from tests.integration.peers.audio import (
     dominant_frequency,
     read_mono,
@@ -448,11 +449,10 @@ def test_queued_callback_dials_the_agent_then_the_customer(
     baresip_factory: Callable[..., BaresipUA],
     agent_tone: Path,
     caller_tone: Path,
-    free_udp_tcp_port: Callable[[], int],
 ) -> None:
     """Press 1 to keep your place: the caller hangs up; when an agent is free the agent is
     dialled first and then the customer, through the carrier trunk (REQUIREMENTS §5)."""
-    customer_port = free_udp_tcp_port()
+    customer_port = free_port(with_next=True)  # baresip binds TLS on the next port
     config = demo_center(
         ring_timeout_s=3, announce_every_s=2, announce_language="en", offer_callback=True
     )

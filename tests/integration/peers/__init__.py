@@ -72,21 +72,24 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def free_port() -> int:
+def free_port(*, with_next: bool = False) -> int:
     """A port number free for both UDP and TCP on 127.0.0.1 (SIP listens on both).
 
     The kernel proposes an ephemeral TCP port; we keep it only if UDP can bind it too and
-    this process has not handed it out before.
+    this process has not handed it out before. ``with_next`` also requires the next port
+    to be free: baresip binds its TLS transport there.
     """
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.bind((LOOPBACK, 0))
             port = int(probe.getsockname()[1])
         with _lock:
-            if port in _handed_out:
+            if port in _handed_out or (with_next and port + 1 in _handed_out):
                 continue
-            if _bindable(port):
+            if _bindable(port) and (not with_next or _bindable(port + 1)):
                 _handed_out.add(port)
+                if with_next:
+                    _handed_out.add(port + 1)
                 return port
     raise PeerError("no port free for both UDP and TCP on 127.0.0.1 after 200 tries")
 

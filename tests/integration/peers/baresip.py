@@ -163,7 +163,7 @@ class BaresipUA:
         self.recordings_dir = self.dir / "recordings"
         self.log_path = self.dir / "baresip.log"
         self.tone_wav = tone_wav
-        self.sip_port = sip_port or free_port()
+        self.sip_port = sip_port or free_port(with_next=True)  # TLS binds port + 1
         self.ctrl_port = ctrl_port or free_port()
         self.binary = binary
         self.sip_trace = sip_trace
