@@ -9,7 +9,7 @@ import concurrent.futures
 import socket
 import time
 import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,26 +76,46 @@ def wait_records(
         time.sleep(0.3)
 
 
+def is_available(agent_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda line: (
+        line.get("msg") == "agent state"
+        and line.get("agent") == agent_id
+        and line.get("to") == "available"
+    )
+
+
+Login = Callable[..., BaresipUA]
+
+
 @pytest.fixture
-def agent_phone(
-    demo_server: TsunaguServer, baresip_factory: Callable[..., BaresipUA], agent_tone: Path
-) -> Iterator[Callable[..., BaresipUA]]:
-    def make(agent_id: str, answermode: Literal["auto", "manual"] = "auto") -> BaresipUA:
+def login(baresip_factory: Callable[..., BaresipUA], agent_tone: Path) -> Login:
+    """``login(server, agent_id, answermode="auto")``: an agent's phone (1000 Hz tone),
+    registered, with the agent available in the ACD."""
+
+    def make(
+        server: TsunaguServer, agent_id: str, answermode: Literal["auto", "manual"] = "auto"
+    ) -> BaresipUA:
         account = BaresipAccount(
-            agent_id, f"demo-{agent_id}", demo_server.registrar, answermode=answermode
+            agent_id, f"demo-{agent_id}", server.registrar, answermode=answermode
         )
+        # Keep peer names short: baresip's sndfile cuts dump paths near 128 characters
+        # (the ".wav" goes first), and the tests' temporary directories are deep.
         ua = baresip_factory(account, agent_tone, name=f"agent-{agent_id}")
         ua.register_and_wait()
-        demo_server.wait_log(
-            lambda line: (
-                line.get("msg") == "agent state"
-                and line.get("agent") == agent_id
-                and line.get("to") == "available"
-            )
-        )
+        server.wait_log(is_available(agent_id))
         return ua
 
-    yield make
+    return make
+
+
+@pytest.fixture
+def agent_phone(demo_server: TsunaguServer, login: Login) -> Callable[..., BaresipUA]:
+    """``agent_phone(agent_id, answermode="auto")`` on the demo server."""
+
+    def make(agent_id: str, answermode: Literal["auto", "manual"] = "auto") -> BaresipUA:
+        return login(demo_server, agent_id, answermode)
+
+    return make
 
 
 @pytest.fixture
@@ -303,31 +323,17 @@ def test_kill9_mid_call_leaves_an_interrupted_record(
     assert abs(dominant_frequency(channels[0], rate) - 440) < 15
 
 
-def is_available(agent_id: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda line: (
-        line.get("msg") == "agent state"
-        and line.get("agent") == agent_id
-        and line.get("to") == "available"
-    )
-
-
 def test_customer_reaches_their_own_rep_first(
     tsunagu_factory: Callable[..., TsunaguServer],
-    baresip_factory: Callable[..., BaresipUA],
-    agent_tone: Path,
     caller_phone: BaresipUA,
+    login: Login,
 ) -> None:
     """REQUIREMENTS §3: the caller's assigned rep (1002) rings first, though 1001 has been
     idle longer."""
     config = demo_center(strategy="preferred_agent", rep_timeout_s=10)
     config["customers"] = [{"number": "0901234567", "agent": "1002"}]
     server = tsunagu_factory(config=config)
-    phones = {}
-    for agent_id in ("1001", "1002"):
-        account = BaresipAccount(agent_id, f"demo-{agent_id}", server.registrar, answermode="auto")
-        phones[agent_id] = baresip_factory(account, agent_tone, name=f"agent-{agent_id}")
-        phones[agent_id].register_and_wait()
-        server.wait_log(is_available(agent_id))
+    phones = {agent_id: login(server, agent_id) for agent_id in ("1001", "1002")}
     caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
     phones["1002"].wait_event("CALL_ESTABLISHED", timeout=30)
     caller_phone.hangup()
@@ -340,20 +346,13 @@ def test_customer_reaches_their_own_rep_first(
 
 def test_maximum_call_duration_ends_both_sides(
     tsunagu_factory: Callable[..., TsunaguServer],
-    baresip_factory: Callable[..., BaresipUA],
-    agent_tone: Path,
     caller_phone: BaresipUA,
+    login: Login,
 ) -> None:
     config = demo_center()
     config["calls"] = {"max_duration_s": 3}
     server = tsunagu_factory(config=config)
-    agent = baresip_factory(
-        BaresipAccount("1001", "demo-1001", server.registrar, answermode="auto"),
-        agent_tone,
-        name="agent-1001",
-    )
-    agent.register_and_wait()
-    server.wait_log(is_available("1001"))
+    agent = login(server, "1001", "auto")
     caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
     agent.wait_event("CALL_ESTABLISHED", timeout=30)
     caller_phone.wait_event("CALL_CLOSED", timeout=15)
@@ -365,8 +364,8 @@ def test_maximum_call_duration_ends_both_sides(
 def test_overflow_group_joins_in_a_surge_and_leaves_after(
     tsunagu_factory: Callable[..., TsunaguServer],
     baresip_factory: Callable[..., BaresipUA],
-    agent_tone: Path,
     caller_tone: Path,
+    login: Login,
 ) -> None:
     """REQUIREMENTS §5 item 13: with the queue's own agent busy and a caller waiting, the
     pre-approved helpers (1002) join; once the surge is over they are released."""
@@ -380,12 +379,7 @@ def test_overflow_group_joins_in_a_surge_and_leaves_after(
         ],
     )
     server = tsunagu_factory(config=config)
-    agents = {}
-    for agent_id in ("1001", "1002"):
-        account = BaresipAccount(agent_id, f"demo-{agent_id}", server.registrar, answermode="auto")
-        agents[agent_id] = baresip_factory(account, agent_tone, name=f"agent-{agent_id}")
-        agents[agent_id].register_and_wait()
-        server.wait_log(is_available(agent_id))
+    agents = {agent_id: login(server, agent_id) for agent_id in ("1001", "1002")}
     first = baresip_factory(BaresipAccount("0901110001"), caller_tone, name="caller-1")
     second = baresip_factory(BaresipAccount("0901110002"), caller_tone, name="caller-2")
     first.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
@@ -417,20 +411,13 @@ def test_overflow_group_joins_in_a_surge_and_leaves_after(
 
 def test_waiting_caller_hears_position_announcements(
     tsunagu_factory: Callable[..., TsunaguServer],
-    baresip_factory: Callable[..., BaresipUA],
-    agent_tone: Path,
     caller_phone: BaresipUA,
+    login: Login,
 ) -> None:
     server = tsunagu_factory(
         config=demo_center(ring_timeout_s=30, announce_every_s=2, announce_language="en")
     )
-    agent = baresip_factory(
-        BaresipAccount("1001", "demo-1001", server.registrar, answermode="manual"),
-        agent_tone,
-        name="agent-1001",
-    )
-    agent.register_and_wait()
-    server.wait_log(is_available("1001"))
+    agent = login(server, "1001", "manual")
     caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
     agent.wait_event("CALL_INCOMING", timeout=20)  # rings, nobody answers: the caller waits
     time.sleep(7)
@@ -447,8 +434,8 @@ def test_waiting_caller_hears_position_announcements(
 def test_queued_callback_dials_the_agent_then_the_customer(
     tsunagu_factory: Callable[..., TsunaguServer],
     baresip_factory: Callable[..., BaresipUA],
-    agent_tone: Path,
     caller_tone: Path,
+    login: Login,
 ) -> None:
     """Press 1 to keep your place: the caller hangs up; when an agent is free the agent is
     dialled first and then the customer, through the carrier trunk (REQUIREMENTS §5)."""
@@ -458,10 +445,7 @@ def test_queued_callback_dials_the_agent_then_the_customer(
     )
     config["trunks"][0]["port"] = customer_port  # the carrier delivers our callback here
     server = tsunagu_factory(config=config)
-    account = BaresipAccount("1001", "demo-1001", server.registrar, answermode="manual")
-    busy = baresip_factory(account, agent_tone, name="agent-1001")
-    busy.register_and_wait()
-    server.wait_log(is_available("1001"))
+    busy = login(server, "1001", "manual")
     customer = baresip_factory(
         BaresipAccount("0901234567", answermode="auto"),
         caller_tone,
@@ -476,9 +460,7 @@ def test_queued_callback_dials_the_agent_then_the_customer(
     customer.wait_event("CALL_CLOSED", timeout=20)  # we said goodbye and hung up
     # Another agent logs in (1001 is never offered a call it let ring out): the callback is
     # dialled to them first, then to the customer.
-    back = BaresipAccount("1002", "demo-1002", server.registrar, answermode="auto")
-    agent = baresip_factory(back, agent_tone, name="agent-1002")
-    agent.register_and_wait()
+    agent = login(server, "1002")  # available at once: the callback is offered to them
     agent.wait_event("CALL_ESTABLISHED", timeout=30)
     customer.wait_event("CALL_ESTABLISHED", timeout=30)
     time.sleep(2)
@@ -495,15 +477,12 @@ def test_queued_callback_dials_the_agent_then_the_customer(
 def test_calls_are_spread_over_three_agents(
     strategy: str,
     tsunagu_factory: Callable[..., TsunaguServer],
-    baresip_factory: Callable[..., BaresipUA],
-    agent_tone: Path,
     caller_phone: BaresipUA,
+    login: Login,
 ) -> None:
     server = tsunagu_factory(config=demo_center(strategy=strategy))
     for agent_id in ("1001", "1002", "1003"):
-        account = BaresipAccount(agent_id, f"demo-{agent_id}", server.registrar, answermode="auto")
-        baresip_factory(account, agent_tone, name=f"agent-{agent_id}").register_and_wait()
-        server.wait_log(is_available(agent_id))
+        login(server, agent_id)
     for _ in range(3):
         mark, log_mark = caller_phone.mark(), server.log_mark()
         caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
@@ -517,18 +496,15 @@ def test_calls_are_spread_over_three_agents(
 
 def test_ring_all_rings_everyone_and_the_first_answer_wins(
     tsunagu_factory: Callable[..., TsunaguServer],
-    baresip_factory: Callable[..., BaresipUA],
-    agent_tone: Path,
     caller_phone: BaresipUA,
+    login: Login,
 ) -> None:
     server = tsunagu_factory(config=demo_center(strategy="ring_all", ring_timeout_s=20))
-    phones = {}
-    for agent_id in ("1001", "1002", "1003"):
-        mode = "auto" if agent_id == "1003" else "manual"
-        account = BaresipAccount(agent_id, f"demo-{agent_id}", server.registrar, answermode=mode)  # type: ignore[arg-type]
-        phones[agent_id] = baresip_factory(account, agent_tone, name=f"agent-{agent_id}")
-        phones[agent_id].register_and_wait()
-        server.wait_log(is_available(agent_id))
+    phones = {
+        "1001": login(server, "1001", "manual"),
+        "1002": login(server, "1002", "manual"),
+        "1003": login(server, "1003"),
+    }
     caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
     phones["1003"].wait_event("CALL_ESTABLISHED", timeout=30)
     for loser in ("1001", "1002"):
@@ -559,20 +535,13 @@ def test_agent_state_through_the_api_controls_who_is_offered(
 
 def test_maximum_wait_sends_the_caller_to_the_fallback_flow(
     tsunagu_factory: Callable[..., TsunaguServer],
-    baresip_factory: Callable[..., BaresipUA],
-    agent_tone: Path,
     caller_phone: BaresipUA,
+    login: Login,
 ) -> None:
     server = tsunagu_factory(
         config=demo_center(max_wait_s=3, ring_timeout_s=30, fallback_flow="demo-after-hours")
     )
-    ringing = baresip_factory(
-        BaresipAccount("1001", "demo-1001", server.registrar, answermode="manual"),
-        agent_tone,
-        name="agent-1001",
-    )
-    ringing.register_and_wait()
-    server.wait_log(is_available("1001"))
+    ringing = login(server, "1001", "manual")
     caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
     ringing.wait_event("CALL_INCOMING", timeout=20)
     ringing.wait_event("CALL_CLOSED", timeout=15)  # the offer is withdrawn at max wait
