@@ -550,3 +550,48 @@ def test_maximum_wait_sends_the_caller_to_the_fallback_flow(
     types = [e.type for e in record.events]
     assert "queue.max_wait" in types
     assert [s["flow"] for s in record.interaction.flow_path][-1] == "demo-after-hours"
+
+
+def test_agent_blind_transfers_the_caller_to_another_agent(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    """REFER from the agent's phone (RFC 3515): the caller ends up with 1002; 1001 is let go;
+    one record shows both agents and the transfer, and the recording goes on."""
+    first = agent_phone("1001")
+    second = agent_phone("1002")
+    demo_server.api("/api/v1/agents/1002/state", "PUT", {"state": "away", "reason": "busy"})
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    first.wait_event("CALL_ESTABLISHED", timeout=30)
+    time.sleep(1)
+    first.command("transfer", f"sip:1002@127.0.0.1:{demo_server.sip_port}")
+    second.wait_event("CALL_ESTABLISHED", timeout=20)
+    first.wait_event("CALL_CLOSED", timeout=20)
+    time.sleep(2)
+    caller_phone.hangup()
+    second.wait_event("CALL_CLOSED", timeout=10)
+    (record,) = wait_records(demo_server, 1)
+    assert record.interaction.transfers and record.interaction.transfers[0]["to"] == "1002"
+    types = [e.type for e in record.events]
+    assert "transfer.requested" in types and "transferred" in types
+    assert sorted(leg.role for leg in record.legs) == ["agent", "agent", "caller"]
+    (recording,) = [r for r in record.interaction.recordings if r["kind"] == "call"]
+    rate, channels = read_wav(recording["path"])
+    assert channels.shape[1] > 3 * rate  # one file across both agents
+
+
+def test_supervisor_transfers_a_call_through_the_api(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    first = agent_phone("1001")
+    second = agent_phone("1002")
+    demo_server.api("/api/v1/agents/1002/state", "PUT", {"state": "away", "reason": "busy"})
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    first.wait_event("CALL_ESTABLISHED", timeout=30)
+    (live,) = demo_server.api("/api/v1/calls")
+    assert live["agent"] == "1001" and live["state"] == "talking"
+    demo_server.api(f"/api/v1/calls/{live['interaction_id']}/transfer", "POST", {"target": "1002"})
+    second.wait_event("CALL_ESTABLISHED", timeout=20)
+    first.wait_event("CALL_CLOSED", timeout=20)
+    caller_phone.hangup()
+    (record,) = wait_records(demo_server, 1)
+    assert record.interaction.transfers[0]["to"] == "1002"

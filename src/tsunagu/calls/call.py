@@ -77,6 +77,7 @@ class Call:
         self.started_monotonic = time.monotonic()
         self.started_wall = time.time()
         self.callback_requested = False
+        self.leg_swapped = asyncio.Event()
         self.record.post(
             lambda h: h.start_interaction(
                 direction=direction, caller=caller, dialled=dialled, interaction_id=interaction_id
@@ -294,7 +295,8 @@ class Call:
         assert self.caller_leg is not None
         self.stop_music()
         self.agent_leg = leg
-        self.recording = await self.controller.media.recorder(self.id)
+        if self.recording is None or self.recording.closed:
+            self.recording = await self.controller.media.recorder(self.id)
         await self.caller_leg.media.bridge(leg.media, self.recording)
         self.bridged.set()
         self.disposition = Disposition.ANSWERED
@@ -313,25 +315,49 @@ class Call:
         log.info("call bridged", extra={"interaction": iid, "agent": agent_id})
 
     async def talk_until_hangup(self) -> None:
-        """Both legs up: when one ends, end the other."""
-        assert self.caller_leg is not None and self.agent_leg is not None
-        caller, agent = self.caller_leg, self.agent_leg
+        """Both legs up: when one ends, end the other. A transfer swaps the agent's leg
+        (:meth:`swap_agent_leg`) without ending the conversation."""
         limit = self.controller.settings.calls.max_duration_s
-        started = self.started_monotonic
-        remaining = max(0.0, limit - (time.monotonic() - started))
-        try:
-            await asyncio.wait_for(first_of(caller.ended, agent.ended), timeout=remaining)
-        except TimeoutError:
-            self.record.event("hangup", by="max_duration", limit_s=limit)
-            log.warning("maximum call duration reached", extra={"interaction": self.id})
-            caller.hangup()
-            agent.hangup()
-            return
+        while True:
+            assert self.caller_leg is not None and self.agent_leg is not None
+            caller, agent = self.caller_leg, self.agent_leg
+            remaining = max(0.0, limit - (time.monotonic() - self.started_monotonic))
+            swapped = asyncio.ensure_future(self.leg_swapped.wait())
+            try:
+                await asyncio.wait_for(first_of(caller.ended, agent.ended, swapped), remaining)
+            except TimeoutError:
+                self.record.event("hangup", by="max_duration", limit_s=limit)
+                log.warning("maximum call duration reached", extra={"interaction": self.id})
+                caller.hangup()
+                agent.hangup()
+                return
+            finally:
+                swapped.cancel()
+            if self.leg_swapped.is_set() and not caller.ended.done():
+                self.leg_swapped.clear()
+                continue
+            break
         first, other = (caller, agent) if caller.ended.done() else (agent, caller)
         self.record.event("hangup", by=first.role)
         other.hangup()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(other.ended), timeout=10)
+
+    async def swap_agent_leg(self, new: SipLeg, target: str) -> SipLeg | None:
+        """A transfer: the caller now talks to ``new``; the recording goes on in the same
+        file. Returns the old agent leg, which the caller of this hangs up."""
+        assert self.caller_leg is not None
+        old = self.agent_leg
+        await self.caller_leg.media.unbridge()
+        self.agent_leg = new
+        await self.caller_leg.media.bridge(new.media, self.recording)
+        if old is not None:
+            self.offers[f"transferred:{old.leg_id}"] = old  # closed with the call
+        self.leg_swapped.set()
+        self.record.event("transferred", to=target)
+        iid = self.id
+        self.record.post(lambda h: h.update(iid, append_transfer={"to": target, "kind": "blind"}))
+        return old
 
     async def finish(self) -> None:
         """Close media, the recording and the record (the one place a call ends)."""

@@ -48,6 +48,7 @@ from tsunagu.media.sdp import SessionDescription
 from tsunagu.settings import Settings
 from tsunagu.sip.core import Caller, SipCore
 from tsunagu.sip.dialog import build_invite
+from tsunagu.sip.errors import SipParseError
 from tsunagu.sip.headers import NameAddress
 from tsunagu.sip.invite_events import InDialogRequest, ReinviteReceived
 from tsunagu.sip.message import SipRequest, SipResponse, make_response
@@ -310,6 +311,9 @@ class CallController:
             return
         request = event.request
         now = self._now()
+        if request.method == "REFER":
+            self._refer(leg, event.tx_id, request)
+            return
         if request.method == "INFO" and leg.has_media:
             try:
                 leg.media.feed_info_dtmf(request.content_type or "", request.body)
@@ -319,6 +323,90 @@ class CallController:
             self.core.respond(event.tx_id, make_response(request, status), now)
             return
         self.core.respond(event.tx_id, make_response(request, 501), now)
+
+    # -- blind transfer (RFC 3515) --------------------------------------------------------
+    def _call_of(self, leg: SipLeg) -> Call | None:
+        for call in self.calls.values():
+            if leg is call.agent_leg or leg is call.caller_leg:
+                return call
+        return None
+
+    def _refer(self, leg: SipLeg, tx_id: str, request: SipRequest) -> None:
+        """The agent's phone transfers the caller: 202, then NOTIFYs with the outcome."""
+        now = self._now()
+        call = self._call_of(leg)
+        target: str | None = None
+        with contextlib.suppress(SipParseError):
+            refer_to = NameAddress.parse(request.headers.get("Refer-To") or "", what="Refer-To")
+            uri = refer_to.uri
+            target = uri.user if isinstance(uri, SipUri) else None
+        if target is None:
+            self.core.respond(tx_id, make_response(request, 400, "Refer-To missing"), now)
+            return
+        if call is None or leg is not call.agent_leg or not call.bridged.is_set():
+            self.core.respond(tx_id, make_response(request, 403, "Nothing to transfer"), now)
+            return
+        self.core.respond(tx_id, make_response(request, 202), now)
+        self._spawn(self._blind_transfer(call, leg, target), f"transfer-{call.id}")
+
+    async def _blind_transfer(
+        self, call: Call, transferor: SipLeg, target: str, *, referred: bool = True
+    ) -> bool:
+        """Connect the caller to ``target``, then let ``transferor`` go. ``referred``: the
+        transferor's phone asked (REFER) and gets NOTIFYs; a transfer through the API
+        has no subscription to notify (a NOTIFY would be answered 481 and end the dialog)."""
+
+        def notify(sipfrag: str, *, final: bool) -> None:
+            if referred:
+                self._notify(transferor, sipfrag, final=final)
+
+        notify("SIP/2.0 100 Trying", final=False)
+        call.record.event("transfer.requested", by=transferor.agent_id, to=target)
+        result: SipLeg | str
+        if target in self.agent_ids:
+            leg = await self._ring_agent(call, target)
+            response = None
+            if leg is not None:
+                call.offers[f"transfer:{target}"] = leg
+                call.log_leg(leg, LegRole.AGENT)
+                with contextlib.suppress(TimeoutError):
+                    response = await asyncio.wait_for(asyncio.shield(leg.answered), 30)
+                if response is None:
+                    leg.hangup()
+                else:
+                    call.offers.pop(f"transfer:{target}", None)
+                    leg.agent_id = target
+                    await leg.media.accept_answer(SessionDescription.parse(response.body))
+            result = leg if leg is not None and response is not None else "not answered"
+        else:
+            result = await self._dial_out(call, target, None, 30.0, "transfer")
+        if isinstance(result, str):
+            notify("SIP/2.0 480 Temporarily Unavailable", final=True)
+            call.record.event("transfer.failed", to=target, reason=result)
+            return False
+        notify("SIP/2.0 200 OK", final=True)
+        old = await call.swap_agent_leg(result, target)
+        if old is not None:
+            old.hangup()
+            with contextlib.suppress(AcdError):
+                self.acd.call_ended(old.agent_id, self._now())
+            self._pump()
+        return True
+
+    def _notify(self, leg: SipLeg, sipfrag: str, *, final: bool) -> None:
+        """Progress of a REFER as a NOTIFY with a message/sipfrag body (RFC 3515 §2.4.4)."""
+        session = leg.session
+        if session is None or session.dialog.is_terminated:
+            return
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        request = session.dialog.create_request(
+            "NOTIFY",
+            body=(sipfrag + "\r\n").encode(),
+            content_type="message/sipfrag;version=2.0",
+            extra=[("Event", "refer"), ("Subscription-State", state)],
+        )
+        tx_id = self.core.send_request(request, leg.peer, self._now())
+        self.legs.client_txs[tx_id] = leg
 
     async def _reinvite(self, leg: SipLeg, event: ReinviteReceived) -> None:
         """Hold and resume (§14, RFC 3264 §8.4): answer the new offer from the leg's media."""
@@ -852,10 +940,18 @@ class CallController:
         self._pump()
 
     def transfer_call(self, interaction_id: str, target: str) -> bool:
-        """Blind transfer through the API: not implemented yet, refused with a reason."""
-        if interaction_id not in self.calls:
+        """Blind transfer through the API: the caller goes to ``target`` (an agent or a
+        number); refused when the call is not talking to an agent."""
+        call = self.calls.get(interaction_id)
+        if call is None:
             return False
-        raise ValueError("blind transfer is not implemented yet")
+        if call.agent_leg is None or not call.bridged.is_set():
+            raise ValueError("the call is not connected to an agent")
+        self._spawn(
+            self._blind_transfer(call, call.agent_leg, target, referred=False),
+            f"transfer-{call.id}",
+        )
+        return True
 
     def hangup_call(self, interaction_id: str) -> bool:
         call = self.calls.get(interaction_id)
