@@ -595,3 +595,28 @@ def test_supervisor_transfers_a_call_through_the_api(
     caller_phone.hangup()
     (record,) = wait_records(demo_server, 1)
     assert record.interaction.transfers[0]["to"] == "1002"
+
+
+def test_reinvite_from_the_agent_keeps_the_call_up(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    """A re-INVITE (§14) with a new offer gets our answer from the agent leg's media, and
+    audio keeps flowing both ways afterwards."""
+    agent = agent_phone("1001")
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    agent.wait_event("CALL_ESTABLISHED", timeout=30)
+    mark = demo_server.log_mark()
+    agent.command("reinvite")
+    time.sleep(3)
+    caller_phone.hangup()
+    agent.wait_event("CALL_CLOSED", timeout=10)
+    assert not [line for line in demo_server.logs()[mark:] if line.get("level") == "error"]
+    assert all(e.type != "CALL_CLOSED" for e in agent.events()[:-1])
+    assert abs(tone_at_end(caller_phone.heard()[-1]) - 1000) < 15
+    assert abs(tone_at_end(agent.heard()[-1]) - 440) < 15
+    reinvites = [
+        line
+        for line in demo_server.logs()[mark:]
+        if line.get("msg") == "transaction state" and line.get("to") == "Accepted"
+    ]
+    assert reinvites, "the re-INVITE was not answered 2xx"
