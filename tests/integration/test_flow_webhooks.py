@@ -102,6 +102,7 @@ def test_webhook_branches_from_a_real_call(
 
     ok = found["0311110001"]
     assert [s["block"] for s in ok.interaction.flow_path] == ["lookup", "known"]
+    assert ok.interaction.disposition == "completed"  # the flow ended the call itself
     assert ok.interaction.attributes["customer.tier"] == "gold"
     slow, broken = found["0311110002"], found["0311110003"]
     for record, reason in ((slow, "timeout"), (broken, "HTTP 500")):

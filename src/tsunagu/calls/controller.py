@@ -449,7 +449,7 @@ class CallController:
                     if call.disposition is None:
                         after_hours = "after_hours" in outcome.detail or "closed" in outcome.detail
                         call.disposition = (
-                            Disposition.AFTER_HOURS if after_hours else Disposition.FAILED
+                            Disposition.AFTER_HOURS if after_hours else Disposition.COMPLETED
                         )
                     call.record.event("flow.hangup", reason=outcome.detail)
                     leg.hangup()

@@ -51,6 +51,8 @@ class Disposition(StrEnum):
     CALLBACK = "callback"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    #: The contact flow ended the call itself (self-service, an information message).
+    COMPLETED = "completed"
 
 
 class LegRole(StrEnum):
