@@ -29,6 +29,16 @@ from tsunagu.calendar.holidays import HolidayCalendarConfig
 from tsunagu.calendar.hours import HoursConfig
 
 
+def _networks(value: list[str]) -> list[str]:
+    """Every item an address or CIDR network (for ``allow`` lists)."""
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an address or CIDR network") from exc
+    return value
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; ``problems`` lists ``(field path, message)``."""
 
@@ -158,12 +168,7 @@ class BanSettings(_Section):
     @field_validator("allow")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{item!r} is not an address or CIDR network") from exc
-        return value
+        return _networks(value)
 
 
 class SecuritySettings(_Section):
@@ -215,12 +220,7 @@ class TrunkSettings(_Section):
     @field_validator("allow")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{item!r} is not an address or CIDR network") from exc
-        return value
+        return _networks(value)
 
     @model_validator(mode="after")
     def _kind_fields(self) -> TrunkSettings:
