@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from tsunagu.calendar.config_errors import config_problems
+
 __all__ = [
     "Closure",
     "ClosureConfig",
@@ -287,12 +289,4 @@ def load_calendar(data: Mapping[str, Any]) -> HolidayCalendar:
     try:
         return HolidayCalendarConfig.model_validate(data).build()
     except ValidationError as exc:
-        name = str(data.get("name", "?")) if isinstance(data, Mapping) else "?"
-        problems = [
-            (
-                ".".join(str(p) for p in err["loc"]) or "(top)",
-                err["msg"].removeprefix("Value error, "),
-            )
-            for err in exc.errors()
-        ]
-        raise HolidayConfigError(name, problems) from None
+        raise HolidayConfigError(*config_problems(data, exc)) from None

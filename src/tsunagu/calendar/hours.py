@@ -31,6 +31,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tsunagu.calendar.config_errors import config_problems
+
 __all__ = [
     "WEEKDAYS",
     "HoursConfig",
@@ -330,15 +332,7 @@ def load_hours(data: Mapping[str, Any]) -> HoursOfOperation:
     try:
         return HoursConfig.model_validate(data).build()
     except ValidationError as exc:
-        name = str(data.get("name", "?")) if isinstance(data, Mapping) else "?"
-        problems = [
-            (
-                ".".join(str(p) for p in err["loc"]) or "(top)",
-                err["msg"].removeprefix("Value error, "),
-            )
-            for err in exc.errors()
-        ]
-        raise HoursConfigError(name, problems) from None
+        raise HoursConfigError(*config_problems(data, exc)) from None
 
 
 _FULL_DAY = (OpenInterval(0, _MINUTES_PER_DAY),)

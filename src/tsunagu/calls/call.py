@@ -275,15 +275,9 @@ class Call:
         self.log_leg(leg, LegRole.AGENT)
         iid = self.id
         self.record.post(lambda h: h.add_agent(iid, agent_id, AgentStage.OFFERED))
-        response = await leg.answered
+        response = await leg.wait_answer()
         self.offers.pop(agent_id, None)
         if response is None:
-            return False
-        try:
-            await leg.media.accept_answer(SessionDescription.parse(response.body))
-        except Exception as exc:
-            log.warning("agent answered with unusable SDP", extra={"error": str(exc)})
-            leg.hangup()
             return False
         if not self.controller.agent_answered(self, agent_id):
             leg.hangup()  # the offer was withdrawn while the answer was on its way

@@ -369,14 +369,9 @@ class CallController:
             if leg is not None:
                 call.offers[f"transfer:{target}"] = leg
                 call.log_leg(leg, LegRole.AGENT)
-                with contextlib.suppress(TimeoutError):
-                    response = await asyncio.wait_for(asyncio.shield(leg.answered), 30)
-                if response is None:
-                    leg.hangup()
-                else:
+                response = await leg.wait_answer(30.0)
+                if response is not None:
                     call.offers.pop(f"transfer:{target}", None)
-                    leg.agent_id = target
-                    await leg.media.accept_answer(SessionDescription.parse(response.body))
             result = leg if leg is not None and response is not None else "not answered"
         else:
             result = await self._dial_out(call, target, None, 30.0, "transfer")
@@ -739,16 +734,10 @@ class CallController:
         leg.send_invite(invite)
         call.log_leg(leg, LegRole.EXTERNAL)
         call.record.event(f"{why}.dialled", number=number, caller_id=presented, trunk=trunk.name)
-        try:
-            response = await asyncio.wait_for(asyncio.shield(leg.answered), timeout=timeout_s)
-        except TimeoutError:
-            response = None
-        if response is None:
-            leg.hangup()
+        if await leg.wait_answer(timeout_s) is None:
             end = leg.ended.result() if leg.ended.done() else None
             call.offers[f"external:{number}:{leg.leg_id}"] = leg  # closed with the call
             return f"not answered ({end.status if end and end.status else 'timeout'})"
-        await leg.media.accept_answer(SessionDescription.parse(response.body))
         return leg
 
     # -- queued callbacks -----------------------------------------------------------------
@@ -782,12 +771,11 @@ class CallController:
             return
         call.offers[agent_id] = leg
         call.log_leg(leg, LegRole.AGENT)
-        response = await leg.answered
+        response = await leg.wait_answer()
         call.offers.pop(agent_id, None)
         if response is None:
             self._no_answer(call, agent_id)
             return
-        await leg.media.accept_answer(SessionDescription.parse(response.body))
         if not self.agent_answered(call, agent_id):
             leg.hangup()
             return

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from tsunagu.media.interface import MediaLeg
+from tsunagu.media.sdp import SessionDescription
 from tsunagu.sip.dialog import DialogId, new_tag
 from tsunagu.sip.dialog_table import DialogTable
 from tsunagu.sip.errors import SipLocalError
@@ -144,6 +145,25 @@ class SipLeg:
         tx_id = self.legs.core.send_request(invite, self.peer, self.legs.now())
         self.legs.client_txs[tx_id] = self
         self._arm()
+
+    async def wait_answer(self, timeout_s: float | None = None) -> SipResponse | None:
+        """For a leg we dialled: the 2xx once its SDP answer is applied to our media, or
+        ``None`` — the INVITE failed, ``timeout_s`` passed (then it is cancelled), or the
+        answer's SDP is unusable (then it is hung up)."""
+        try:
+            response = await asyncio.wait_for(asyncio.shield(self.answered), timeout_s)
+        except TimeoutError:
+            response = None
+        if response is None:
+            self.hangup()
+            return None
+        try:
+            await self.media.accept_answer(SessionDescription.parse(response.body))
+        except Exception as exc:  # the peer's SDP: its fault, our call goes on without it
+            log.warning("answer with unusable SDP", extra={"leg": self.leg_id, "error": str(exc)})
+            self.hangup()
+            return None
+        return response
 
     # -- actions ------------------------------------------------------------------------
     def respond(self, response: SipResponse) -> None:
