@@ -620,3 +620,37 @@ def test_reinvite_from_the_agent_keeps_the_call_up(
         if line.get("msg") == "transaction state" and line.get("to") == "Accepted"
     ]
     assert reinvites, "the re-INVITE was not answered 2xx"
+
+
+def test_agents_on_an_internal_call_are_not_offered_queue_calls(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    callee = agent_phone("1001")  # longest idle: a queue call would go to 1001 first...
+    caller = agent_phone("1002", answermode="manual")
+    free = agent_phone("1003")
+    marks = {"1001": callee.mark(), "1002": caller.mark()}
+    caller.call_and_wait(f"sip:1001@127.0.0.1:{demo_server.sip_port}", timeout=20)
+    callee.wait_event("CALL_ESTABLISHED", timeout=10)
+    states = {a["id"]: a["state"] for a in demo_server.api("/api/v1/agents")}
+    assert (states["1001"], states["1002"], states["1003"]) == ("on_call", "on_call", "available")
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    free.wait_event("CALL_ESTABLISHED", timeout=30)  # ...but is talking to 1002
+    caller_phone.hangup()
+    free.wait_event("CALL_CLOSED", timeout=10)
+    established = [
+        e.type
+        for phone, agent in ((callee, "1001"), (caller, "1002"))
+        for e in phone.events()[marks[agent] :]
+        if e.type == "CALL_ESTABLISHED"
+    ]
+    assert established == ["CALL_ESTABLISHED", "CALL_ESTABLISHED"]  # the internal call only
+    log_mark = demo_server.log_mark()
+    caller.hangup()
+    callee.wait_event("CALL_CLOSED", timeout=10)
+    for agent in ("1001", "1002"):  # straight back to available: no wrap-up after one's own call
+        demo_server.wait_log(is_available(agent), since=log_mark)
+    interactions = wait_records(demo_server, 2)
+    assert sorted(r.interaction.direction for r in interactions) == ["inbound", "internal"]
+    inbound = next(r for r in interactions if r.interaction.direction == "inbound")
+    assert inbound.interaction.agents_answered == ("1003",)
+    assert inbound.interaction.agents_offered == ("1003",)  # nobody else was even rung

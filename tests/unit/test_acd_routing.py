@@ -841,3 +841,44 @@ def test_agent_added_to_a_team_of_an_active_overflow_group_joins_it() -> None:
     assert "q" in engine.agent("z").queues
     engine.release_overflow("q", "surge", 3.0, actor="lead")
     assert "q" not in engine.agent("z").queues
+
+
+# ------------------------------------------------------------------- direct (internal) calls
+
+
+def test_agents_on_a_direct_call_are_not_offered_queue_calls() -> None:
+    engine = build(["a", "b", "c"])
+    assert engine.begin_direct_call("a", "int1", 5.0)
+    assert engine.begin_direct_call("b", "int1", 5.0)
+    assert engine.agent("a").state is S.ON_CALL
+    engine.pop_events()
+    engine.enqueue(Call("c1", "q"), 6.0)
+    engine.enqueue(Call("c2", "q"), 6.0)
+    assert offers(engine.pop_events()) == [("c1", "c")]  # c2 waits: a and b are talking
+    engine.end_direct_call("a", "int1", 9.0)
+    events = engine.pop_events()
+    assert engine.agent("b").state is S.ON_CALL
+    # No wrap-up after one's own call: a is available at once and takes the waiting caller.
+    assert AgentStateChanged("a", S.ON_CALL, S.AVAILABLE, None, 9.0) in events
+    assert offers(events) == [("c2", "a")]
+
+
+def test_a_direct_call_only_moves_an_available_agent() -> None:
+    engine = build(["a", "b"])
+    engine.set_away("a", "lunch", 1.0)
+    assert not engine.begin_direct_call("a", "int1", 2.0)
+    assert engine.agent("a").state is S.AWAY
+    engine.enqueue(Call("c1", "q"), 3.0)
+    assert offers(engine.pop_events()) == [("c1", "b")]
+    assert not engine.begin_direct_call("b", "int2", 4.0)  # ringing for c1: unchanged
+    engine.end_direct_call("b", "int2", 5.0)  # not on that call: nothing happens
+    assert engine.agent("b").state is S.RESERVED
+
+
+def test_phone_lost_during_a_direct_call_ends_offline() -> None:
+    engine = build(["a"])
+    assert engine.begin_direct_call("a", "int1", 1.0)
+    engine.set_agent_state("a", PresenceEvent.REGISTRATION_LOST, 2.0)
+    assert engine.agent("a").state is S.ON_CALL  # still talking (RFC 3261 §10 vs §12)
+    engine.end_direct_call("a", "int1", 3.0)
+    assert engine.agent("a").state is S.OFFLINE

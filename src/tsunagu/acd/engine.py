@@ -485,6 +485,33 @@ class AcdEngine:
             self._roster.apply(agent, _E.WRAP_UP_DONE, now)
             self._agent_free(agent, now)
 
+    def begin_direct_call(self, agent_id: str, call_id: str, now: float) -> bool:
+        """The agent is on a call of their own (an extension-to-extension call they made
+        or received), so must not be offered a queue call meanwhile. Only an AVAILABLE
+        agent moves (to ON_CALL); an agent who is away, ringing or already talking keeps
+        their state. ``True`` if the agent moved: only then end it with
+        :meth:`end_direct_call`."""
+        agent = self._roster.get(agent_id)
+        if agent.state is not _AVAILABLE:
+            return False
+        self._roster.apply(agent, _E.DIRECT_CALL, now)
+        agent.current_call_id = call_id
+        return True
+
+    def end_direct_call(self, agent_id: str, call_id: str, now: float) -> None:
+        """The agent's own call ``call_id`` ended: available again at once (no wrap-up),
+        or offline if their phone went meanwhile. A no-op if the agent is no longer on
+        that call (the reconciler repaired them, say)."""
+        agent = self._roster.get(agent_id)
+        if agent.state is not AgentState.ON_CALL or agent.current_call_id != call_id:
+            return
+        self._roster.apply(agent, _E.DIRECT_CALL_ENDED, now)
+        agent.current_call_id = None
+        if not agent.registered:
+            self._roster.apply(agent, _E.REGISTRATION_LOST, now, REASON_REGISTRATION_LOST)
+        else:
+            self._agent_free(agent, now)
+
     # ------------------------------------------------------------------------ routing
 
     def _offer(self, call: QueuedCall, agent: Agent, now: float) -> None:

@@ -60,6 +60,10 @@ class PresenceEvent(Enum):
     WRAP_UP_DONE = "wrap_up_done"  # the wrap-up timer fired
     SET_AWAY = "set_away"
     SET_AVAILABLE = "set_available"
+    #: The agent's own call (extension to extension), not offered by a queue: busy while
+    #: it lasts, straight back to available after (no wrap-up: there is no customer work).
+    DIRECT_CALL = "direct_call"
+    DIRECT_CALL_ENDED = "direct_call_ended"
 
 
 S = AgentState
@@ -85,6 +89,7 @@ TRANSITIONS: Mapping[tuple[AgentState, PresenceEvent], AgentState] = {
     (S.AVAILABLE, E.RESERVE): S.RESERVED,
     (S.AVAILABLE, E.SET_AWAY): S.AWAY,
     (S.AVAILABLE, E.SET_AVAILABLE): S.AVAILABLE,
+    (S.AVAILABLE, E.DIRECT_CALL): S.ON_CALL,
     (S.RESERVED, E.ANSWER): S.ON_CALL,
     (S.RESERVED, E.RING_NO_ANSWER): S.AWAY,
     (S.RESERVED, E.RESERVATION_CANCELLED): S.AVAILABLE,
@@ -93,6 +98,7 @@ TRANSITIONS: Mapping[tuple[AgentState, PresenceEvent], AgentState] = {
     (S.RESERVED, E.SET_AWAY): S.AWAY,
     (S.ON_CALL, E.CALL_ENDED): S.WRAP_UP,
     (S.ON_CALL, E.REGISTRATION_LOST): S.ON_CALL,
+    (S.ON_CALL, E.DIRECT_CALL_ENDED): S.AVAILABLE,
     (S.WRAP_UP, E.WRAP_UP_DONE): S.AVAILABLE,
     (S.WRAP_UP, E.SET_AVAILABLE): S.AVAILABLE,
     (S.WRAP_UP, E.SET_AWAY): S.AWAY,

@@ -77,6 +77,9 @@ class Call:
         self.started_monotonic = time.monotonic()
         self.started_wall = time.time()
         self.callback_requested = False
+        #: Agents this call made busy in the ACD by itself (an extension-to-extension
+        #: call), released when it ends; queue calls reserve agents through the ACD.
+        self.busy_agents: list[str] = []
         self.leg_swapped = asyncio.Event()
         self.record.post(
             lambda h: h.start_interaction(

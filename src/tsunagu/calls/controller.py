@@ -652,6 +652,7 @@ class CallController:
     async def _run_internal(self, call: Call, leg: SipLeg, invite: SipRequest, target: str) -> None:
         with call_context(invite.call_id):
             try:
+                self._begin_direct_call(call, (call.caller_number, target))
                 leg.media = await self.media.open_leg(call.id, leg.leg_id)
                 call.log_leg(leg, LegRole.CALLER)
                 agent_leg = await self._ring_agent(call, target)
@@ -687,8 +688,28 @@ class CallController:
                 await call.bridge(target, agent_leg)
                 await call.talk_until_hangup()
             finally:
+                self._end_direct_call(call)
                 await call.finish()
                 self.calls.pop(call.id, None)
+
+    def _begin_direct_call(self, call: Call, agent_ids: tuple[str, ...]) -> None:
+        """Both extensions of an internal call are busy while it lasts: the ACD must not
+        offer either of them a queue call on top (the phone would ring mid-conversation)."""
+        now = self._now()
+        call.busy_agents = [
+            a
+            for a in agent_ids
+            if a in self.agent_ids and self.acd.begin_direct_call(a, call.id, now)
+        ]
+        self._pump()
+
+    def _end_direct_call(self, call: Call) -> None:
+        now = self._now()
+        for agent_id in call.busy_agents:
+            with contextlib.suppress(AcdError):
+                self.acd.end_direct_call(agent_id, call.id, now)
+        call.busy_agents = []
+        self._pump()
 
     # -- transfers to outside numbers -----------------------------------------------------
     async def transfer_to_number(
@@ -828,7 +849,7 @@ class CallController:
             (call.agent_leg.agent_id, call.id)
             for call in self.calls.values()
             if call.agent_leg is not None and call.bridged.is_set()
-        }
+        } | {(agent, call.id) for call in self.calls.values() for agent in call.busy_agents}
         repairs = plan_repairs(snapshots, registered, ringing, talking, now=now)
         for repair in repairs:
             log.warning(
