@@ -654,3 +654,41 @@ def test_agents_on_an_internal_call_are_not_offered_queue_calls(
     inbound = next(r for r in interactions if r.interaction.direction == "inbound")
     assert inbound.interaction.agents_answered == ("1003",)
     assert inbound.interaction.agents_offered == ("1003",)  # nobody else was even rung
+
+
+def test_agent_hold_plays_music_to_the_customer_and_resume_reconnects(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    """baresip's /hold re-offers sendonly (RFC 3264 §8.4): the customer hears music on hold
+    (the 523/392 Hz chimes) instead of silence, and /resume brings the agent's 1000 Hz back."""
+    agent = agent_phone("1001")
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    agent.wait_event("CALL_ESTABLISHED", timeout=30)
+    time.sleep(2)
+    mark = demo_server.log_mark()
+    agent.command("hold")
+    demo_server.wait_log(lambda line: line.get("msg") == "call held", since=mark)
+    time.sleep(4)
+    agent.command("resume")
+    demo_server.wait_log(lambda line: line.get("msg") == "call resumed", since=mark)
+    time.sleep(3)
+    caller_phone.hangup()
+    agent.wait_event("CALL_CLOSED", timeout=10)
+    rate, samples = read_mono(caller_phone.heard()[-1])
+    step = rate // 2
+    labels = ""
+    for start in range(0, len(samples) - step + 1, step):
+        frequency = dominant_frequency(samples[start : start + step], rate)
+        if abs(frequency - 1000) < 15:
+            labels += "A"  # the agent
+        elif min(abs(frequency - 523.25), abs(frequency - 392.0)) < 15:
+            labels += "M"  # music on hold
+        else:
+            labels += "."
+    agent_talk = labels.index("A")
+    assert "M" in labels[agent_talk:], labels  # music after the agent had answered...
+    held = labels.index("M", agent_talk)
+    assert "AAAA" in labels[held:], labels  # ...then the agent again, for seconds
+    (record,) = wait_records(demo_server, 1)
+    types = [e.type for e in record.events]
+    assert types.index("hold") < types.index("resume")

@@ -26,6 +26,7 @@ from tsunagu.media.sdp import (
     accept_answer,
     build_offer,
     negotiate_answer,
+    offers_hold,
 )
 
 
@@ -621,6 +622,7 @@ def test_direction_is_mirrored(
     assert answer.media.direction is answered
     assert answer.media.remote_hold is held
     assert answer.sdp.media[0].direction is answered
+    assert offers_hold(reoffer(2, *extra, address=address)) is held
 
 
 def test_local_direction_combines_with_the_offer() -> None:

@@ -81,6 +81,7 @@ class Call:
         #: call), released when it ends; queue calls reserve agents through the ACD.
         self.busy_agents: list[str] = []
         self.leg_swapped = asyncio.Event()
+        self.on_hold = False
         self.record.post(
             lambda h: h.start_interaction(
                 direction=direction, caller=caller, dialled=dialled, interaction_id=interaction_id
@@ -339,6 +340,23 @@ class Call:
         other.hangup()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(other.ended), timeout=10)
+
+    async def set_hold(self, held: bool) -> None:
+        """The agent's phone put the customer on hold (a re-offer that will not receive,
+        RFC 3264 §8.4) or took them off it. A held customer hears the queue's music
+        instead of dead air, which callers take for a dropped line; resume bridges the
+        two legs again with the same recording, so the hold is a gap in one file."""
+        if held == self.on_hold or self.caller_leg is None or self.agent_leg is None:
+            return
+        self.on_hold = held
+        if held:
+            await self.caller_leg.media.unbridge()
+            self.start_music()
+        else:
+            self.stop_music()
+            await self.caller_leg.media.bridge(self.agent_leg.media, self.recording)
+        self.record.event("hold" if held else "resume", by="agent")
+        log.info("call held" if held else "call resumed", extra={"interaction": self.id})
 
     async def swap_agent_leg(self, new: SipLeg, target: str) -> SipLeg | None:
         """A transfer: the caller now talks to ``new``; the recording goes on in the same

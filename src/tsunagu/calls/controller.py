@@ -44,7 +44,7 @@ from tsunagu.center import Center
 from tsunagu.flows.model import Flow
 from tsunagu.logs import call_context
 from tsunagu.media.interface import MediaEngine, PlayItem, Say
-from tsunagu.media.sdp import SessionDescription
+from tsunagu.media.sdp import SessionDescription, offers_hold
 from tsunagu.settings import Settings
 from tsunagu.sip.core import Caller, SipCore
 from tsunagu.sip.dialog import build_invite
@@ -407,7 +407,8 @@ class CallController:
         """Hold and resume (§14, RFC 3264 §8.4): answer the new offer from the leg's media."""
         request = event.request
         try:
-            answer = await leg.media.update_remote(SessionDescription.parse(request.body))
+            offer = SessionDescription.parse(request.body)
+            answer = await leg.media.update_remote(offer)
         except Exception as exc:
             log.info("re-INVITE refused", extra={"error": str(exc)})
             leg.respond(make_response(request, 488))
@@ -417,6 +418,9 @@ class CallController:
                 request, 200, body=bytes(answer), extra=[("Content-Type", "application/sdp")]
             )
         )
+        call = self._call_of(leg)
+        if call is not None and leg is call.agent_leg and call.bridged.is_set():
+            await call.set_hold(offers_hold(offer))
 
     # -- inbound calls ------------------------------------------------------------------
     def _caller_leg(self, call: Call, tx_id: str, request: SipRequest, peer: Peer) -> SipLeg:

@@ -791,6 +791,19 @@ def _agree(
     )
 
 
+def offers_hold(offer: SessionDescription) -> bool:
+    """Whether ``offer`` puts us on hold: its first active audio stream will not receive
+    (``a=sendonly``/``a=inactive``, or the RFC 2543 ``c=0.0.0.0``; RFC 3264 §8.4)."""
+    for media in offer.media:
+        if media.media != "audio" or media.port == 0:
+            continue
+        connection = offer.effective_connection(media)
+        return not offer.effective_direction(media).receives or (
+            connection is not None and connection.is_hold
+        )
+    return False
+
+
 def negotiate_answer(
     offer: SessionDescription,
     local_address: str,
