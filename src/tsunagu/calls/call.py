@@ -345,7 +345,7 @@ class Call:
         """The agent's phone put the customer on hold (a re-offer that will not receive,
         RFC 3264 §8.4) or took them off it. A held customer hears the queue's music
         instead of dead air, which callers take for a dropped line; resume bridges the
-        two legs again with the same recording, so the hold is a gap in one file."""
+        two legs again with the same recording, so the hold is silence in one file."""
         if held == self.on_hold or self.caller_leg is None or self.agent_leg is None:
             return
         self.on_hold = held
