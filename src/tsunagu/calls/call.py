@@ -364,6 +364,8 @@ class Call:
         assert self.caller_leg is not None
         old = self.agent_leg
         await self.caller_leg.media.unbridge()
+        self.stop_music()  # a transfer is often made from hold: the new agent is not holding
+        self.on_hold = False
         self.agent_leg = new
         await self.caller_leg.media.bridge(new.media, self.recording)
         if old is not None:
