@@ -1,7 +1,7 @@
 """API tests: the real store on SQLite and PostgreSQL, a fake call layer.
 
 The store fixtures (a migrated database per test, PostgreSQL started once per session) are
-the store tests' own, imported from :mod:`tests.store.conftest`. The call layer (agents,
+the shared ones in :mod:`tests.conftest`. The call layer (agents,
 calls, recordings) is a fake: this layer's tests check what the API does with its answers;
 the call layer itself is tested with real phones elsewhere.
 
@@ -27,19 +27,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.store import conftest as _store_fixtures
-from tests.store.conftest import FakeClock
+from tests.conftest import FakeClock
 from tsunagu.api import ApiServices, RateLimit, create_app
 from tsunagu.api.credentials import hash_password, key_digest
 from tsunagu.store import Store
-
-# The store tests' fixtures, shared: a migrated database per test on each backend.
-backend = _store_fixtures.backend
-pg_server = _store_fixtures.pg_server
-pg_template = _store_fixtures.pg_template
-store_url = _store_fixtures.store_url
-store = _store_fixtures.store
-clock = _store_fixtures.clock
 
 CLIENT = ("127.0.0.1", 50000)
 CHEAP = 1 << 10  # scrypt N for fixtures (the production default is 2**15)

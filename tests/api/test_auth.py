@@ -20,7 +20,7 @@ from tests.api.conftest import (
     make_services,
     standard_users,
 )
-from tests.store.conftest import FakeClock
+from tests.conftest import FakeClock
 from tsunagu.api import RateLimit, create_app, seed_api_key
 from tsunagu.api.credentials import (
     ScryptParams,

@@ -31,7 +31,7 @@ from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.api.conftest import ADMIN, FakeCallLayer, make_services, standard_users
-from tests.store.conftest import FakeClock
+from tests.conftest import FakeClock
 from tsunagu.api import ApiServer, RateLimit, create_app
 from tsunagu.store import Store, open_store
 
