@@ -36,7 +36,7 @@ runtime-deps: | $(BIN)/python
 	PYTHON=$(BIN)/python scripts/install-runtime-packages.sh
 
 bench-deps:
-	scripts/install-test-packages.sh kamailio rtpengine-daemon
+	scripts/install-test-packages.sh kamailio rtpengine-daemon wrk
 
 lint: setup
 	$(BIN)/ruff check src tests bench

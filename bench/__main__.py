@@ -11,6 +11,8 @@ BENCHMARKS = {
     "acd": "bench.bench_acd",
     "media": "bench.bench_media",
     "b2bua": "bench.bench_b2bua",
+    "search": "bench.bench_search",
+    "api": "bench.bench_api",
 }
 
 

@@ -20,12 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import glob
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
@@ -40,6 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tests.pgcluster import PgCluster, PgClusterError
 from tsunagu.store import Store, migrate, open_store
 
 T = TypeVar("T")
@@ -74,36 +70,6 @@ class PgServer:
             await engine.dispose()
 
 
-def _bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _version_key(path: str) -> int:
-    part = path.split("/")[-3]
-    return int(part) if part.isdigit() else 0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    # The server refuses to run as root; run it as the OS user made for it.
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: PLW1510 - the caller checks returncode
-        _as_postgres(cmd), cwd=cwd, capture_output=True, text=True, timeout=60
-    )
-
-
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     if os.environ.get("TSUNAGU_TEST_SKIP_PG") == "1":
@@ -111,73 +77,15 @@ def pg_server() -> Iterator[PgServer]:
     if url := os.environ.get("TSUNAGU_TEST_PG_URL"):
         yield PgServer(url)
         return
-    bindir = _bindir()
-    if bindir is None:
-        pytest.fail(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found: run "
-            "scripts/install-test-packages.sh, or set TSUNAGU_TEST_PG_URL or "
-            "TSUNAGU_TEST_SKIP_PG=1"
-        )
-    base = Path(tempfile.mkdtemp(prefix="tsunagu-pg-", dir="/tmp"))
-    base.chmod(0o700)
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-    data = base / "data"
-    log = base / "server.log"
-    init = _run(
-        [
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-locale",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        base,
-    )
-    if init.returncode != 0:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"initdb failed:\n{init.stdout}\n{init.stderr}")
-    port = 0
-    started = None
-    for _ in range(3):
-        port = _free_port()
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={base} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
-        )
-        started = _run(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-w",
-                "-t",
-                "30",
-                "-o",
-                options,
-                "start",
-            ],
-            base,
-        )
-        if started.returncode == 0:
-            break
-    if started is None or started.returncode != 0:
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"PostgreSQL did not start:\n{tail}")
+    cluster = PgCluster()
     try:
-        yield PgServer(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+        cluster.start()
+    except PgClusterError as exc:
+        pytest.fail(f"{exc} (or set TSUNAGU_TEST_PG_URL or TSUNAGU_TEST_SKIP_PG=1)")
+    try:
+        yield PgServer(cluster.admin_url)
     finally:
-        _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], base)
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

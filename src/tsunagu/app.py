@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tsunagu import __version__
-from tsunagu.api import ApiServer, ApiServices, create_app, seed_api_key
+from tsunagu.api import ApiServer, ApiServices, RateLimit, create_app, seed_api_key
 from tsunagu.calls.controller import CallController
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center, build_center
@@ -244,6 +244,9 @@ class Server:
                 transfer=calls.transfer_call,
                 recording_path=recording_path,
                 audit_path=server.data_dir / "audit.jsonl",
+                rate_limit=RateLimit(
+                    self.settings.api.rate_limit.per_second, self.settings.api.rate_limit.burst
+                ),
             )
         )
         self._http = ApiServer(app, server.bind, server.http_port)

@@ -332,8 +332,18 @@ class ApiKeySettings(_Section):
     role: Literal["admin", "supervisor", "agent"] = "admin"
 
 
+class ApiRateLimitSettings(_Section):
+    """The per-user (or per-integration key) request budget: a token bucket of ``burst``
+    requests refilled at ``per_second``. Raise it for a CRM that syncs in bulk; over it a
+    client gets 429 with Retry-After."""
+
+    per_second: Annotated[float, Field(gt=0, le=100_000)] = 20.0
+    burst: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+
+
 class ApiSettings(_Section):
     keys: list[ApiKeySettings] = []
+    rate_limit: ApiRateLimitSettings = ApiRateLimitSettings()
 
 
 class LoggingSettings(_Section):

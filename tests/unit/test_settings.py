@@ -40,6 +40,8 @@ def test_overrides_from_command_line(tmp_path: Path) -> None:
         ),
         ({"security": {"ban": {"allow": ["not-a-net"]}}}, "security.ban.allow", "CIDR"),
         ({"sevrer": {}}, "sevrer", "unknown setting"),
+        ({"api": {"rate_limit": {"per_second": 0}}}, "api.rate_limit.per_second", "greater"),
+        ({"api": {"rate_limit": {"burst": 0}}}, "api.rate_limit.burst", "greater"),
         (
             {
                 "agents": [

@@ -173,6 +173,11 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
 
 
+#: Users, keys and ACLs written by another process (the CLI, DR replication) are seen
+#: within this many seconds; this process's own API writes at once.
+DIRECTORY_MAX_AGE_S = 1.0
+
+
 class Authenticator:
     def __init__(self, services: ApiServices) -> None:
         self._config = services.store.config
@@ -188,7 +193,7 @@ class Authenticator:
         return self._clock().timestamp()
 
     async def directory(self) -> Directory:
-        revision = await self._config.current_revision()
+        revision = await self._config.current_revision(max_age_s=DIRECTORY_MAX_AGE_S)
         if revision == self._directory.revision:
             return self._directory
         async with self._refresh_lock:

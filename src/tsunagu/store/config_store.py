@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -191,13 +192,32 @@ class ConfigStore:
         #: Called after each committed write with the changes it made, in revision order:
         #: the hook for the "config changed" domain event (DR push, WebSocket, audit).
         self.on_change = on_change
+        #: The newest revision this process has read or written, and when (monotonic).
+        self._known: tuple[int, float] | None = None
 
     # --- reads ----------------------------------------------------------------------
 
-    async def current_revision(self) -> int:
-        """The revision of the newest change (0 for an empty configuration)."""
+    async def current_revision(self, *, max_age_s: float | None = None) -> int:
+        """The revision of the newest change (0 for an empty configuration).
+
+        With ``max_age_s``, an answer read (or written by this process) that recently is
+        returned without asking the database. Why: the API checks the revision on every
+        request to know whether users and keys changed; this process's own writes update
+        the answer at once, so only another process's writes (the CLI, DR replication)
+        wait up to ``max_age_s`` — one database round trip saved per request."""
+        now = time.monotonic()
+        if max_age_s is not None and self._known is not None:
+            revision, at = self._known
+            if now - at < max_age_s:
+                return revision
         async with self._db.read() as conn:
-            return int((await conn.execute(select(config_revision.c.revision))).scalar_one())
+            revision = int((await conn.execute(select(config_revision.c.revision))).scalar_one())
+        self._learn(revision, now)
+        return revision
+
+    def _learn(self, revision: int, at: float) -> None:
+        if self._known is None or revision >= self._known[0]:
+            self._known = (revision, at)
 
     async def get(self, kind: str, name: str) -> ConfigEntity | None:
         self._check_kind(kind)
@@ -597,6 +617,8 @@ class ConfigStore:
     def _notify(self, changes: builtins.list[Change]) -> None:
         """Tell the listener about committed changes. The write has already happened, so
         a failing listener is logged (with its traceback), not raised to the writer."""
+        if changes:
+            self._learn(changes[-1].revision, time.monotonic())
         if self.on_change is None or not changes:
             return
         try:
