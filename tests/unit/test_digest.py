@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tsunagu.sip import digest
+from tsunagu.sip import digest, digest_headers
 from tsunagu.sip.digest import (
     REASON_BAD_CREDENTIALS,
     AuthOutcome,
@@ -287,7 +287,7 @@ def test_credentials_round_trip(
         nonce=nonce,
         uri=uri,
         response=response,
-        algorithm=digest._canonical_algorithm(algorithm),
+        algorithm=digest_headers._canonical_algorithm(algorithm),
         qop=qop,
         nc=f"{nc:08x}" if qop else None,
         cnonce=cnonce if cnonce is not None or not qop else "c",

@@ -21,6 +21,9 @@ them ends the run with ``Hangup(reason="flow_limit:<limit>")`` and a
 Versions: the run holds the :class:`~tsunagu.flows.model.Flow` object it was started with
 (flows are immutable), so publishing a new version never changes a call in progress; a
 TransferToFlow takes the version current at the moment of the transfer.
+
+The action, result and event dataclasses are defined in :mod:`tsunagu.flows.actions` (the
+contract call control shares with the run) and re-exported here; this module keeps the run.
 """
 
 from __future__ import annotations
@@ -40,6 +43,37 @@ from pydantic import JsonValue
 from tsunagu.calendar.holidays import HolidayCalendar
 from tsunagu.calendar.hours import HoursOfOperation
 from tsunagu.flows import model as m
+from tsunagu.flows.actions import (
+    Action,
+    CallbackRequested,
+    CallWebhook,
+    CollectDigits,
+    DigitsCollected,
+    DigitsTimedOut,
+    EnqueueToQueue,
+    FlowEnded,
+    FlowError,
+    FlowEvent,
+    FlowLimitExceeded,
+    FlowStarted,
+    FlowTransferred,
+    Hangup,
+    PathStep,
+    Play,
+    Played,
+    PromptFile,
+    PromptItem,
+    QueueRefused,
+    RecordVoicemail,
+    Result,
+    Speech,
+    TransferFailed,
+    TransferToNumber,
+    VoicemailRecorded,
+    WebhookError,
+    WebhookFailed,
+    WebhookResponse,
+)
 from tsunagu.flows.model import (
     AttrValue,
     Flow,
@@ -93,158 +127,6 @@ MAX_WEBHOOK_ATTRIBUTES = 100
 MAX_ATTRIBUTE_TEXT = 1000
 
 
-# --------------------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True, slots=True)
-class PromptFile:
-    """A recorded prompt, by name (the media layer resolves it)."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Speech:
-    """Text to speak with TTS, attributes already filled in."""
-
-    text: str
-    language: str
-
-
-PromptItem = PromptFile | Speech
-
-
-@dataclass(frozen=True, slots=True)
-class Play:
-    items: tuple[PromptItem, ...]
-    barge_in: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class CollectDigits:
-    """Play ``prompt`` (barge-in allowed) and collect up to ``max_digits`` DTMF digits;
-    ``timeout_s`` runs from the end of the prompt and between digits."""
-
-    prompt: tuple[PromptItem, ...]
-    max_digits: int
-    timeout_s: float
-    terminator: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CallWebhook:
-    url: str
-    method: str
-    body: JsonValue | None
-    timeout_s: float
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class EnqueueToQueue:
-    """Hand the call to the ACD. On success call :meth:`FlowRun.end`; on refusal resume
-    with :class:`QueueRefused`."""
-
-    queue: str
-
-
-@dataclass(frozen=True, slots=True)
-class TransferToNumber:
-    """Call ``number`` presenting ``caller_id`` (``None``: the caller's own number) and
-    bridge. On success call :meth:`FlowRun.end`; on failure resume with
-    :class:`TransferFailed`."""
-
-    number: str
-    caller_id: str | None
-    timeout_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class RecordVoicemail:
-    prompt: tuple[PromptItem, ...]
-    max_seconds: int
-
-
-@dataclass(frozen=True, slots=True)
-class Hangup:
-    """End the call. The run is over; nothing may be resumed."""
-
-    reason: str
-
-
-Action = (
-    Play
-    | CollectDigits
-    | CallWebhook
-    | EnqueueToQueue
-    | TransferToNumber
-    | RecordVoicemail
-    | Hangup
-)
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True, slots=True)
-class Played:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class DigitsCollected:
-    """Digits entered, without the terminator."""
-
-    digits: str
-
-
-@dataclass(frozen=True, slots=True)
-class DigitsTimedOut:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookResponse:
-    """An HTTP response; ``json`` is the decoded body, ``None`` when there was none."""
-
-    status: int
-    json: JsonValue | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookFailed:
-    """No usable response: timeout, connection refused, TLS or decoding error."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueueRefused:
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TransferFailed:
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class VoicemailRecorded:
-    recording: str
-    duration_s: float
-
-
-Result = (
-    Played
-    | DigitsCollected
-    | DigitsTimedOut
-    | WebhookResponse
-    | WebhookFailed
-    | QueueRefused
-    | TransferFailed
-    | VoicemailRecorded
-)
-
 #: Which results may answer which action; anything else is the caller's bug.
 _EXPECTED: dict[type[Any], tuple[type[Any], ...]] = {
     Play: (Played,),
@@ -254,91 +136,6 @@ _EXPECTED: dict[type[Any], tuple[type[Any], ...]] = {
     TransferToNumber: (TransferFailed,),
     RecordVoicemail: (VoicemailRecorded,),
 }
-
-
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class FlowStarted:
-    flow: str
-    version: int
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class FlowTransferred:
-    from_flow: str
-    to_flow: str
-    to_version: int
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookError:
-    flow: str
-    block: str
-    url: str
-    reason: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackRequested:
-    """A voicemail was left: someone should call back (the ACD makes it a task)."""
-
-    flow: str
-    block: str
-    recording: str
-    duration_s: float
-    attributes: Mapping[str, AttrValue]
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class FlowLimitExceeded:
-    limit: str
-    value: float
-    block: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class FlowError:
-    """The flow could not go on (an unvalidated flow, or config removed since)."""
-
-    flow: str
-    block: str
-    kind: str
-    message: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class FlowEnded:
-    reason: str
-    at: datetime
-
-
-FlowEvent = (
-    FlowStarted
-    | FlowTransferred
-    | WebhookError
-    | CallbackRequested
-    | FlowLimitExceeded
-    | FlowError
-    | FlowEnded
-)
-
-
-@dataclass(frozen=True, slots=True)
-class PathStep:
-    """One block executed, for the interaction record."""
-
-    flow: str
-    version: int
-    block: str
-    at: datetime
 
 
 # --------------------------------------------------------------------------- configuration
