@@ -15,6 +15,7 @@ import secrets
 import time
 import wave
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,12 @@ class Server:
                 "calls cut by the last shutdown marked interrupted",
                 extra={"interactions": len(interrupted)},
             )
+        left_open = await self.store.agent_states.close_open_on_startup(datetime.now(UTC))
+        if left_open:
+            log.warning(
+                "agent states left open by the last shutdown closed as interrupted",
+                extra={"intervals": left_open},
+            )
         wall = time.time()
         restored = self.registrar.restore(self.journal.load(), wall)
         media = self.settings.media
@@ -169,6 +176,7 @@ class Server:
             media=self.media,
             history=self.store.history,
             webhooks=self.webhooks,
+            agent_states=self.store.agent_states,
         )
         self.core.call_control = self.calls
         await self.transport.start(server.bind, server.sip_port)
@@ -205,6 +213,10 @@ class Server:
         await self.transport.stop()
         self.journal.close()
         if self.store is not None:
+            try:
+                await self.store.agent_states.close_all(datetime.now(UTC))
+            except Exception:
+                log.exception("could not close the agent state intervals")
             await self.store.close()
         log.info("stopped", extra={"bindings_saved": self.registrar.count(time.time())})
         self.stopped.set()

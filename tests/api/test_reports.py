@@ -238,3 +238,33 @@ async def test_summary_route(api: Api) -> None:
     r = await api.client.get(f"{base}&interval_minutes=7", headers=SUPERVISOR)
     assert r.json()["error_id"] == "request.invalid"
     assert (await api.client.get(base, headers=AGENT)).status_code == 403
+
+
+async def test_agent_states_route(api: Api) -> None:
+    states = api.store.agent_states
+    # The fake clock is 2025-04-01 09:00; agent 1001 is the agent-role user "taro".
+    await states.record("1001", "available", None, T0)
+    await states.record("1001", "on_call", None, T0 + timedelta(minutes=10))
+    await states.record("1002", "away", "training", T0)
+    api.clock.advance(30 * 60)
+    window = "from=2025-04-01T09:00:00Z&to=2025-04-01T10:00:00Z"
+    r = await api.client.get(f"/api/v1/reports/agent-states?{window}", headers=SUPERVISOR)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["from"].startswith("2025-04-01T09:00")
+    by_agent = {a["agent"]: a for a in body["agents"]}
+    # 1001 is still on the call at "now" (09:30): counted up to now, not to the end.
+    assert by_agent["1001"]["seconds"] == {"available": 600.0, "on_call": 1200.0}
+    assert by_agent["1001"]["share"]["on_call"] == pytest.approx(1200 / 3600, abs=1e-4)
+    assert by_agent["1002"]["seconds"] == {"away": 1800.0}
+    # An agent sees only their own figures, and may not ask for someone else's.
+    r = await api.client.get(f"/api/v1/reports/agent-states?{window}", headers=AGENT)
+    assert r.status_code == 200
+    assert [a["agent"] for a in r.json()["agents"]] == ["1001"]
+    r = await api.client.get(f"/api/v1/reports/agent-states?{window}&agent=1002", headers=AGENT)
+    assert r.status_code == 403
+    r = await api.client.get(
+        "/api/v1/reports/agent-states?from=2025-04-01T10:00:00Z&to=2025-04-01T09:00:00Z",
+        headers=SUPERVISOR,
+    )
+    assert r.json()["error_id"] == "report.invalid_period"

@@ -38,6 +38,7 @@ from tsunagu.acd.reconciler import AgentSnapshot, Drift, Repair, plan_repairs
 from tsunagu.calls.call import Call, queued_call, utcnow
 from tsunagu.calls.legs import Legs, SipLeg, first_of, reject
 from tsunagu.calls.numbers import to_e164, to_national
+from tsunagu.calls.record import QueuedWriter
 from tsunagu.calls.trunk_registration import TrunkRegistrations
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center
@@ -55,6 +56,7 @@ from tsunagu.sip.message import SipRequest, SipResponse, make_response
 from tsunagu.sip.peer import Peer
 from tsunagu.sip.registrar import BindingChange, Registrar
 from tsunagu.sip.uri import SipUri, parse_uri
+from tsunagu.store.agent_states import AgentStates
 from tsunagu.store.history import History
 from tsunagu.store.interactions import Disposition, LegRole
 
@@ -76,6 +78,7 @@ class CallController:
         media: MediaEngine,
         history: History | None,
         webhooks: WebhookClient,
+        agent_states: AgentStates | None = None,
     ) -> None:
         self.settings = settings
         self.center = center
@@ -84,6 +87,8 @@ class CallController:
         self.media = media
         self.history = history
         self.webhooks = webhooks
+        #: Every presence move, for the time-per-state report (one writer keeps order).
+        self.state_log = QueuedWriter(agent_states, "agent state", {})
         self.legs = Legs(core)
         self.calls: dict[str, Call] = {}
         self.acd: AcdEngine = center.build_acd(self._now())
@@ -205,6 +210,7 @@ class CallController:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
+        await self.state_log.close()
 
     # -- CallControl: what the core hands over -----------------------------------------
     def on_invite(
@@ -560,6 +566,7 @@ class CallController:
                     call.record.event("queue.max_wait", waited_s=round(event.waited_s, 1))
                     self._spawn(self._fallback(call), f"fallback-{call.id}")
             elif isinstance(event, AgentStateChanged):
+                self._record_state(event)
                 log.info(
                     "agent state",
                     extra={
@@ -594,6 +601,10 @@ class CallController:
             self._acd_timer = None
         if when is not None:
             self._acd_timer = asyncio.get_running_loop().call_at(when, self._acd_fire)
+
+    def _record_state(self, event: AgentStateChanged) -> None:
+        agent, state, reason, when = event.agent_id, event.new.value, event.reason, utcnow()
+        self.state_log.post(lambda s: s.record(agent, state, reason, when))
 
     def _acd_fire(self) -> None:
         self._acd_timer = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tsunagu.store.agent_states import AgentStates, AgentTime
 from tsunagu.store.config_diff import Diff, DiffItem, FieldChange
 from tsunagu.store.config_store import (
     KINDS,
@@ -64,6 +65,7 @@ class Store:
     db: Database
     config: ConfigStore
     history: History
+    agent_states: AgentStates
 
     @property
     def engine(self) -> AsyncEngine:
@@ -92,12 +94,19 @@ async def open_store(
         await engine.dispose()
         raise
     db = Database(engine, clock)
-    return Store(db=db, config=ConfigStore(db, validator), history=History(db, node))
+    return Store(
+        db=db,
+        config=ConfigStore(db, validator),
+        history=History(db, node),
+        agent_states=AgentStates(db, node),
+    )
 
 
 __all__ = [
     "KINDS",
     "AgentStage",
+    "AgentStates",
+    "AgentTime",
     "Change",
     "ChangeListener",
     "Clock",

@@ -12,6 +12,8 @@ Two families, kept apart because they live different lives (docs/STORAGE.md):
 * history — ``interactions`` (one row per conversation), ``interaction_legs``,
   ``interaction_agents`` (who was offered, rung, answered) and ``interaction_events``
   (the timeline). History is never replicated; each site keeps its own.
+* agent states — ``agent_state_intervals``: each stretch of time an agent spent in one
+  presence state (the "time per agent state" report); history too, never replicated.
 """
 
 from __future__ import annotations
@@ -167,4 +169,24 @@ interaction_events = Table(
     Column("type", String(64), nullable=False),
     Column("data", JSON_TYPE, nullable=False),
     Index(None, "interaction_id", "at"),
+)
+
+# --- agent state history ----------------------------------------------------------------
+
+agent_state_intervals = Table(
+    "agent_state_intervals",
+    metadata,
+    Column("id", _AUTO_ID, primary_key=True, autoincrement=True),
+    Column("node", String(64), nullable=False),
+    Column("agent", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    #: NULL while the agent is still in this state.
+    Column("ended_at", UtcDateTime, nullable=True),
+    #: Closed at start-up because the server stopped without closing it (a crash).
+    Column("interrupted", Boolean, nullable=False),
+    Index(None, "agent", "started_at"),
+    Index(None, "started_at"),
+    Index(None, "node", "ended_at"),
 )
