@@ -11,6 +11,9 @@ become INVITEs to the agents' registered phones.
 Agent presence follows registrations: a phone registering logs its agent in (available),
 the last binding going away is ``registration_lost`` (REQUIREMENTS §3: logged in =
 available, disconnected = away).
+
+Transfers, internal calls and queued callbacks live in their own modules as mixins of
+this class (:mod:`.transfer`, :mod:`.internal`, :mod:`.callbacks`; :mod:`.host` says why).
 """
 
 from __future__ import annotations
@@ -36,20 +39,22 @@ from tsunagu.acd.engine import (
 from tsunagu.acd.presence import AcdError, AgentState, AgentStateChanged, PresenceEvent
 from tsunagu.acd.reconciler import AgentSnapshot, Drift, Repair, plan_repairs
 from tsunagu.calls.call import Call, queued_call, utcnow
-from tsunagu.calls.legs import Legs, SipLeg, first_of, reject
-from tsunagu.calls.numbers import to_e164, to_national
+from tsunagu.calls.callbacks import CallbackControl
+from tsunagu.calls.internal import InternalCalls
+from tsunagu.calls.legs import Legs, SipLeg, reject
+from tsunagu.calls.numbers import to_national
 from tsunagu.calls.record import QueuedWriter
+from tsunagu.calls.transfer import TransferControl
 from tsunagu.calls.trunk_registration import TrunkRegistrations
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center
 from tsunagu.flows.model import Flow
 from tsunagu.logs import call_context
-from tsunagu.media.interface import MediaEngine, PlayItem, Say
+from tsunagu.media.interface import MediaEngine, PlayItem
 from tsunagu.media.sdp import SessionDescription, offers_hold
 from tsunagu.settings import Settings
 from tsunagu.sip.core import Caller, SipCore
 from tsunagu.sip.dialog import build_invite
-from tsunagu.sip.errors import SipParseError
 from tsunagu.sip.headers import NameAddress
 from tsunagu.sip.invite_events import InDialogRequest, ReinviteReceived
 from tsunagu.sip.message import SipRequest, SipResponse, make_response
@@ -67,7 +72,7 @@ log = logging.getLogger("tsunagu.calls")
 DEFAULT_HOLD_PROMPT = "hold.wav"
 
 
-class CallController:
+class CallController(TransferControl, InternalCalls, CallbackControl):
     def __init__(
         self,
         settings: Settings,
@@ -330,85 +335,6 @@ class CallController:
             return
         self.core.respond(event.tx_id, make_response(request, 501), now)
 
-    # -- blind transfer (RFC 3515) --------------------------------------------------------
-    def _call_of(self, leg: SipLeg) -> Call | None:
-        for call in self.calls.values():
-            if leg is call.agent_leg or leg is call.caller_leg:
-                return call
-        return None
-
-    def _refer(self, leg: SipLeg, tx_id: str, request: SipRequest) -> None:
-        """The agent's phone transfers the caller: 202, then NOTIFYs with the outcome."""
-        now = self._now()
-        call = self._call_of(leg)
-        target: str | None = None
-        with contextlib.suppress(SipParseError):
-            refer_to = NameAddress.parse(request.headers.get("Refer-To") or "", what="Refer-To")
-            uri = refer_to.uri
-            target = uri.user if isinstance(uri, SipUri) else None
-        if target is None:
-            self.core.respond(tx_id, make_response(request, 400, "Refer-To missing"), now)
-            return
-        if call is None or leg is not call.agent_leg or not call.bridged.is_set():
-            self.core.respond(tx_id, make_response(request, 403, "Nothing to transfer"), now)
-            return
-        self.core.respond(tx_id, make_response(request, 202), now)
-        self._spawn(self._blind_transfer(call, leg, target), f"transfer-{call.id}")
-
-    async def _blind_transfer(
-        self, call: Call, transferor: SipLeg, target: str, *, referred: bool = True
-    ) -> bool:
-        """Connect the caller to ``target``, then let ``transferor`` go. ``referred``: the
-        transferor's phone asked (REFER) and gets NOTIFYs; a transfer through the API
-        has no subscription to notify (a NOTIFY would be answered 481 and end the dialog)."""
-
-        def notify(sipfrag: str, *, final: bool) -> None:
-            if referred:
-                self._notify(transferor, sipfrag, final=final)
-
-        notify("SIP/2.0 100 Trying", final=False)
-        call.record.event("transfer.requested", by=transferor.agent_id, to=target)
-        result: SipLeg | str
-        if target in self.agent_ids:
-            leg = await self._ring_agent(call, target)
-            response = None
-            if leg is not None:
-                call.offers[f"transfer:{target}"] = leg
-                call.log_leg(leg, LegRole.AGENT)
-                response = await leg.wait_answer(30.0)
-                if response is not None:
-                    call.offers.pop(f"transfer:{target}", None)
-            result = leg if leg is not None and response is not None else "not answered"
-        else:
-            result = await self._dial_out(call, target, None, 30.0, "transfer")
-        if isinstance(result, str):
-            notify("SIP/2.0 480 Temporarily Unavailable", final=True)
-            call.record.event("transfer.failed", to=target, reason=result)
-            return False
-        notify("SIP/2.0 200 OK", final=True)
-        old = await call.swap_agent_leg(result, target)
-        if old is not None:
-            old.hangup()
-            with contextlib.suppress(AcdError):
-                self.acd.call_ended(old.agent_id, self._now())
-            self._pump()
-        return True
-
-    def _notify(self, leg: SipLeg, sipfrag: str, *, final: bool) -> None:
-        """Progress of a REFER as a NOTIFY with a message/sipfrag body (RFC 3515 §2.4.4)."""
-        session = leg.session
-        if session is None or session.dialog.is_terminated:
-            return
-        state = "terminated;reason=noresource" if final else "active;expires=60"
-        request = session.dialog.create_request(
-            "NOTIFY",
-            body=(sipfrag + "\r\n").encode(),
-            content_type="message/sipfrag;version=2.0",
-            extra=[("Event", "refer"), ("Subscription-State", state)],
-        )
-        tx_id = self.core.send_request(request, leg.peer, self._now())
-        self.legs.client_txs[tx_id] = leg
-
     async def _reinvite(self, leg: SipLeg, event: ReinviteReceived) -> None:
         """Hold and resume (§14, RFC 3264 §8.4): answer the new offer from the leg's media."""
         request = event.request
@@ -662,176 +588,6 @@ class CallController:
         )
         leg.send_invite(invite)
         return leg
-
-    # -- internal calls -----------------------------------------------------------------
-    async def _run_internal(self, call: Call, leg: SipLeg, invite: SipRequest, target: str) -> None:
-        with call_context(invite.call_id):
-            try:
-                self._begin_direct_call(call, (call.caller_number, target))
-                leg.media = await self.media.open_leg(call.id, leg.leg_id)
-                call.log_leg(leg, LegRole.CALLER)
-                agent_leg = await self._ring_agent(call, target)
-                if agent_leg is None:
-                    leg.respond(make_response(invite, 480, "Not registered"))
-                    call.disposition = Disposition.FAILED
-                    return
-                call.log_leg(agent_leg, LegRole.AGENT)
-                answered = asyncio.ensure_future(agent_leg.answered)
-                ringing = asyncio.ensure_future(agent_leg.ringing.wait())
-                await first_of(answered, leg.ended, ringing)
-                if ringing.done() and not answered.done() and not leg.ended.done():
-                    leg.respond(make_response(invite, 180))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(first_of(answered, leg.ended), timeout=30)
-                ringing.cancel()
-                response = answered.result() if answered.done() else None
-                if leg.ended.done() or response is None:
-                    agent_leg.hangup()
-                    if not leg.ended.done():
-                        end = agent_leg.ended.result() if agent_leg.ended.done() else None
-                        status = 486 if end is not None and end.status == 486 else 480
-                        leg.respond(make_response(invite, status))
-                    call.disposition = (
-                        Disposition.ABANDONED if leg.ended.done() else (Disposition.FAILED)
-                    )
-                    call.offers[target] = agent_leg
-                    return
-                await agent_leg.media.accept_answer(SessionDescription.parse(response.body))
-                if not await call.answer_caller(leg, invite):
-                    agent_leg.hangup()
-                    return
-                await call.bridge(target, agent_leg)
-                await call.talk_until_hangup()
-            finally:
-                self._end_direct_call(call)
-                await call.finish()
-                self.calls.pop(call.id, None)
-
-    def _begin_direct_call(self, call: Call, agent_ids: tuple[str, ...]) -> None:
-        """Both extensions of an internal call are busy while it lasts: the ACD must not
-        offer either of them a queue call on top (the phone would ring mid-conversation)."""
-        now = self._now()
-        call.busy_agents = [
-            a
-            for a in agent_ids
-            if a in self.agent_ids and self.acd.begin_direct_call(a, call.id, now)
-        ]
-        self._pump()
-
-    def _end_direct_call(self, call: Call) -> None:
-        now = self._now()
-        for agent_id in call.busy_agents:
-            with contextlib.suppress(AcdError):
-                self.acd.end_direct_call(agent_id, call.id, now)
-        call.busy_agents = []
-        self._pump()
-
-    # -- transfers to outside numbers -----------------------------------------------------
-    async def transfer_to_number(
-        self, call: Call, number: str, caller_id: str | None, timeout_s: float
-    ) -> str | None:
-        leg_or_reason = await self._dial_out(call, number, caller_id, timeout_s, "transfer")
-        if isinstance(leg_or_reason, str):
-            return leg_or_reason
-        await call.bridge(f"external:{number}", leg_or_reason)
-        iid = call.id
-        call.record.post(lambda h: h.update(iid, append_transfer={"to": number}))
-        return None
-
-    async def _dial_out(
-        self, call: Call, number: str, caller_id: str | None, timeout_s: float, why: str
-    ) -> SipLeg | str:
-        """Call ``number`` through the first trunk that has a host; the answered leg, or
-        why not. Caller ID in the trunk's number format, in From and P-Asserted-Identity."""
-        trunk = next((t for t in self.center.trunks.values() if t.host), None)
-        if trunk is None or trunk.host is None:
-            return "no trunk to call out through"
-        render = to_e164 if trunk.number_format == "e164" else to_national
-        presented = render(caller_id or trunk.caller_id or call.caller_number or "anonymous")
-        peer = Peer(trunk.transport.upper(), trunk.host, trunk.port)
-        leg = self._leg(call, "external", peer)
-        leg.media = await self.media.open_leg(call.id, leg.leg_id)
-        offer = await leg.media.offer()
-        identity = NameAddress(SipUri(self.local_host, user=presented))
-        invite = build_invite(
-            SipUri(trunk.host, user=render(number), port=trunk.port),
-            from_=identity,
-            to=NameAddress(SipUri(trunk.host, user=render(number))),
-            local_contact=NameAddress.parse(self.contact(trunk.transport)),
-            sent_by=(self.local_host, self.local_port),
-            transport=trunk.transport.upper(),
-            body=bytes(offer),
-            content_type="application/sdp",
-            extra=[
-                ("P-Asserted-Identity", f"<sip:{presented}@{self.local_host}>"),
-                ("X-Tsunagu-Interaction", call.id),
-            ],
-        )
-        leg.send_invite(invite)
-        call.log_leg(leg, LegRole.EXTERNAL)
-        call.record.event(f"{why}.dialled", number=number, caller_id=presented, trunk=trunk.name)
-        if await leg.wait_answer(timeout_s) is None:
-            end = leg.ended.result() if leg.ended.done() else None
-            call.offers[f"external:{number}:{leg.leg_id}"] = leg  # closed with the call
-            return f"not answered ({end.status if end and end.status else 'timeout'})"
-        return leg
-
-    # -- queued callbacks -----------------------------------------------------------------
-    async def request_callback(self, call: Call) -> bool:
-        """The waiting caller pressed 1: keep their place, say goodbye, hang up; the
-        callback is dialled when their turn comes (agent first, then the customer)."""
-        if call.caller_leg is None:
-            return False
-        try:
-            self.acd.request_callback(call.id, self._now(), number=call.caller_number)
-        except AcdError:
-            return False  # already ringing an agent: they will be answered soon anyway
-        call.callback_requested = True
-        call.record.event("queue.callback_requested", number=call.caller_number)
-        call.stop_music()
-        settings = self.center.queues.get(call.queue or "")
-        language = settings.announce_language if settings is not None else "ja"
-        goodbye = (
-            "順番が来ましたら、こちらからお電話いたします。"
-            if language == "ja"
-            else "We will call you back when it is your turn. Goodbye."
-        )
-        await call.caller_leg.media.play([Say(goodbye, language)])
-        call.caller_leg.hangup()
-        return True
-
-    async def _callback(self, call: Call, agent_id: str, number: str | None) -> None:
-        leg = await self._ring_agent(call, agent_id)
-        if leg is None or not number:
-            self._no_answer(call, agent_id)
-            return
-        call.offers[agent_id] = leg
-        call.log_leg(leg, LegRole.AGENT)
-        response = await leg.wait_answer()
-        call.offers.pop(agent_id, None)
-        if response is None:
-            self._no_answer(call, agent_id)
-            return
-        if not self.agent_answered(call, agent_id):
-            leg.hangup()
-            return
-        call.agent_leg = leg
-        queue = self.center.queues.get(call.queue or "")
-        caller_id = queue.caller_id if queue is not None else None
-        customer = await self._dial_out(call, number, caller_id, 30.0, "callback")
-        if isinstance(customer, str):
-            call.record.event("callback.failed", reason=customer)
-            call.disposition = Disposition.FAILED
-            leg.hangup()
-            self._agent_done(call)
-            if not call.leave_queue.done():
-                call.leave_queue.set_result("callback_failed")
-            return
-        call.caller_leg = customer
-        await call.bridge(agent_id, leg)
-        call.disposition = Disposition.CALLBACK
-        if not call.leave_queue.done():
-            call.leave_queue.set_result("bridged")
 
     # -- presence from registrations ----------------------------------------------------
     def on_binding_change(self, change: BindingChange) -> None:
