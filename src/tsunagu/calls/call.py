@@ -108,11 +108,14 @@ class Call:
         )
 
     # -- the inbound leg ----------------------------------------------------------------
-    async def answer_caller(self, leg: SipLeg, invite: SipRequest) -> bool:
-        """Answer the caller's INVITE with our SDP (a 488 if no codec fits)."""
+    async def answer_caller(
+        self, leg: SipLeg, invite: SipRequest, answer: SessionDescription | None = None
+    ) -> bool:
+        """Answer the caller's INVITE with our SDP (a 488 if no codec fits). ``answer``:
+        the SDP already sent in a 183 (early media); the 200 repeats it (RFC 3264 §5)."""
         try:
-            offer = SessionDescription.parse(invite.body)
-            answer = await leg.media.answer(offer)
+            if answer is None:
+                answer = await leg.media.answer(SessionDescription.parse(invite.body))
         except SdpNegotiationError as exc:
             leg.respond(make_response(invite, 488, exc.reason[:100]))
             self.disposition = Disposition.FAILED

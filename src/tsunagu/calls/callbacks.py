@@ -56,7 +56,7 @@ class CallbackControl(ControllerHost):
         call.agent_leg = leg
         queue = self.center.queues.get(call.queue or "")
         caller_id = queue.caller_id if queue is not None else None
-        customer = await self._dial_out(call, number, caller_id, 30.0, "callback")
+        customer = await self._dial_out(call, number, caller_id, 30.0, "callback", early_to=leg)
         if isinstance(customer, str):
             call.record.event("callback.failed", reason=customer)
             call.disposition = Disposition.FAILED

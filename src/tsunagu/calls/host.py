@@ -47,5 +47,12 @@ class ControllerHost:
         def _no_answer(self, call: Call, agent_id: str) -> None: ...
         async def _ring_agent(self, call: Call, agent_id: str) -> SipLeg | None: ...
         async def _dial_out(
-            self, call: Call, number: str, caller_id: str | None, timeout_s: float, why: str
+            self,
+            call: Call,
+            number: str,
+            caller_id: str | None,
+            timeout_s: float,
+            why: str,
+            *,
+            early_to: SipLeg | None = None,
         ) -> SipLeg | str: ...

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from tsunagu.acd.presence import AcdError
 from tsunagu.calls.call import Call
+from tsunagu.calls.early_media import accept_early
 from tsunagu.calls.host import ControllerHost
 from tsunagu.calls.legs import SipLeg, first_of
 from tsunagu.logs import call_context
 from tsunagu.media.sdp import SessionDescription
-from tsunagu.sip.message import SipRequest, make_response
+from tsunagu.sip.message import SipRequest, SipResponse, make_response
 from tsunagu.store.interactions import Disposition, LegRole
 
 
@@ -34,13 +36,7 @@ class InternalCalls(ControllerHost):
                     return
                 call.log_leg(agent_leg, LegRole.AGENT)
                 answered = asyncio.ensure_future(agent_leg.answered)
-                ringing = asyncio.ensure_future(agent_leg.ringing.wait())
-                await first_of(answered, leg.ended, ringing)
-                if ringing.done() and not answered.done() and not leg.ended.done():
-                    leg.respond(make_response(invite, 180))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(first_of(answered, leg.ended), timeout=30)
-                ringing.cancel()
+                early = await self._relay_progress(call, leg, invite, agent_leg, answered=answered)
                 response = answered.result() if answered.done() else None
                 if leg.ended.done() or response is None:
                     agent_leg.hangup()
@@ -54,7 +50,7 @@ class InternalCalls(ControllerHost):
                     call.offers[target] = agent_leg
                     return
                 await agent_leg.media.accept_answer(SessionDescription.parse(response.body))
-                if not await call.answer_caller(leg, invite):
+                if not await call.answer_caller(leg, invite, early):
                     agent_leg.hangup()
                     return
                 await call.bridge(target, agent_leg)
@@ -63,6 +59,55 @@ class InternalCalls(ControllerHost):
                 self._end_direct_call(call)
                 await call.finish()
                 self.calls.pop(call.id, None)
+
+    async def _relay_progress(
+        self,
+        call: Call,
+        leg: SipLeg,
+        invite: SipRequest,
+        callee: SipLeg,
+        *,
+        answered: asyncio.Future[SipResponse | None],
+        timeout_s: float = 30.0,
+    ) -> SessionDescription | None:
+        """While the callee rings: relay its ringing (180) and its early media (183 with
+        SDP: our own 183 with our answer, and the two media legs bridged) to the caller,
+        until it answers, fails, the caller hangs up, or ``timeout_s`` passes. A 180 after
+        early media is not relayed (it could make the caller's phone switch to its own
+        ringback over the callee's audio, RFC 3960 §3). Returns the SDP answer sent in a
+        183, which the 200 must repeat."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        ringing = asyncio.ensure_future(callee.ringing.wait())
+        early = asyncio.ensure_future(asyncio.shield(callee.early))
+        sent: SessionDescription | None = None
+        early_tried = ringing_relayed = False
+        try:
+            while not (answered.done() or leg.ended.done()) and loop.time() < deadline:
+                waits: list[asyncio.Future[Any]] = [answered, leg.ended]
+                if not early_tried:
+                    waits.append(early)
+                if sent is None and not ringing_relayed:
+                    waits.append(ringing)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(first_of(*waits), deadline - loop.time())
+                if answered.done() or leg.ended.done():
+                    break
+                if early.done() and not early_tried:
+                    early_tried = True
+                    if await accept_early(callee):
+                        sent = await leg.media.answer(SessionDescription.parse(invite.body))
+                        sdp = [("Content-Type", "application/sdp")]
+                        leg.respond(make_response(invite, 183, body=bytes(sent), extra=sdp))
+                        await leg.media.bridge(callee.media)
+                        call.record.event("early_media", callee=callee.agent_id)
+                if ringing.done() and sent is None and not ringing_relayed:
+                    ringing_relayed = True
+                    leg.respond(make_response(invite, 180))
+        finally:
+            ringing.cancel()
+            early.cancel()
+        return sent
 
     def _begin_direct_call(self, call: Call, agent_ids: tuple[str, ...]) -> None:
         """Both extensions of an internal call are busy while it lasts: the ACD must not

@@ -103,6 +103,9 @@ class SipLeg:
             asyncio.get_running_loop().create_future()
         )
         self.ringing = asyncio.Event()
+        #: For a leg we dialled: the first provisional response carrying an SDP answer
+        #: (early media, RFC 3261 §13.2.1 / RFC 3960); never set if there is none.
+        self.early: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
         self.ended: asyncio.Future[LegEnd] = asyncio.get_running_loop().create_future()
         self.started_wall = time.time()
         self.answered_wall: float | None = None
@@ -199,10 +202,11 @@ class SipLeg:
             elif isinstance(event, SendAck):
                 core.send_stateless(event.request, self.peer)
             elif isinstance(event, Provisional):
-                if event.response.status in (180, 183):
-                    self.ringing.set()
+                self._progress(event.response)
             elif isinstance(event, EarlyDialog):
+                # The first tagged 1xx opens the early dialog; it is progress too.
                 self._adopt(event.session)
+                self._progress(event.response)
             elif isinstance(event, Answered):
                 self._adopt(event.session)
                 self.answered_wall = time.time()
@@ -227,6 +231,12 @@ class SipLeg:
             elif isinstance(event, DialogTerminated):
                 self._terminated(event.dialog_id, event.reason.value)
         self._arm()
+
+    def _progress(self, response: SipResponse) -> None:
+        if response.status in (180, 183):
+            self.ringing.set()
+        if _carries_sdp(response) and not self.early.done():
+            self.early.set_result(response)
 
     def _session_hangup(self, now: float) -> list[SessionEvent]:
         return self.session.hangup(now) if self.session is not None else []
@@ -287,6 +297,11 @@ class SipLeg:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _carries_sdp(response: SipResponse) -> bool:
+    kind = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    return bool(response.body) and kind == "application/sdp"
 
 
 async def first_of(*waitables: asyncio.Future[Any]) -> None:

@@ -7,11 +7,13 @@ Caller ID goes out in the trunk's number format in From and P-Asserted-Identity 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
 from tsunagu.acd.presence import AcdError
 from tsunagu.calls.call import Call
+from tsunagu.calls.early_media import end_early_media, relay_early_media
 from tsunagu.calls.host import ControllerHost
 from tsunagu.calls.legs import SipLeg
 from tsunagu.calls.numbers import to_e164, to_national
@@ -110,7 +112,9 @@ class TransferControl(ControllerHost):
     async def transfer_to_number(
         self, call: Call, number: str, caller_id: str | None, timeout_s: float
     ) -> str | None:
-        leg_or_reason = await self._dial_out(call, number, caller_id, timeout_s, "transfer")
+        leg_or_reason = await self._dial_out(
+            call, number, caller_id, timeout_s, "transfer", early_to=call.caller_leg
+        )
         if isinstance(leg_or_reason, str):
             return leg_or_reason
         await call.bridge(f"external:{number}", leg_or_reason)
@@ -119,10 +123,20 @@ class TransferControl(ControllerHost):
         return None
 
     async def _dial_out(
-        self, call: Call, number: str, caller_id: str | None, timeout_s: float, why: str
+        self,
+        call: Call,
+        number: str,
+        caller_id: str | None,
+        timeout_s: float,
+        why: str,
+        *,
+        early_to: SipLeg | None = None,
     ) -> SipLeg | str:
         """Call ``number`` through the first trunk that has a host; the answered leg, or
-        why not. Caller ID in the trunk's number format, in From and P-Asserted-Identity."""
+        why not. Caller ID in the trunk's number format, in From and P-Asserted-Identity.
+        ``early_to``: an answered leg that hears the far end's early media (ringback, the
+        carrier's announcements) while it rings; it is unbridged again if the call fails.
+        A blind transfer passes none: its caller is still talking to the transferor."""
         trunk = next((t for t in self.center.trunks.values() if t.host), None)
         if trunk is None or trunk.host is None:
             return "no trunk to call out through"
@@ -150,7 +164,15 @@ class TransferControl(ControllerHost):
         leg.send_invite(invite)
         call.log_leg(leg, LegRole.EXTERNAL)
         call.record.event(f"{why}.dialled", number=number, caller_id=presented, trunk=trunk.name)
-        if await leg.wait_answer(timeout_s) is None:
+        early = (
+            None if early_to is None else asyncio.ensure_future(relay_early_media(leg, early_to))
+        )
+        answered = await leg.wait_answer(timeout_s)
+        if early is not None and not early.done():
+            early.cancel()
+        if answered is None:
+            if early_to is not None:
+                await end_early_media(leg, early_to)
             end = leg.ended.result() if leg.ended.done() else None
             call.offers[f"external:{number}:{leg.leg_id}"] = leg  # closed with the call
             return f"not answered ({end.status if end and end.status else 'timeout'})"
