@@ -32,15 +32,18 @@ from tsunagu.acd.engine import (
     OfferCall,
     OverflowActivated,
     OverflowReleased,
+    QueueSnapshot,
 )
 from tsunagu.acd.presence import AcdError, AgentState, AgentStateChanged, PresenceEvent
 from tsunagu.acd.reconciler import AgentSnapshot, Drift, Repair, plan_repairs
+from tsunagu.calls import call_events
 from tsunagu.calls.call import Call, queued_call, utcnow
 from tsunagu.calls.legs import Legs, SipLeg, first_of, reject
 from tsunagu.calls.numbers import to_e164, to_national
 from tsunagu.calls.trunk_registration import TrunkRegistrations
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center
+from tsunagu.events import EventBus
 from tsunagu.flows.model import Flow
 from tsunagu.logs import call_context
 from tsunagu.media.interface import MediaEngine, PlayItem, Say
@@ -76,6 +79,7 @@ class CallController:
         media: MediaEngine,
         history: History | None,
         webhooks: WebhookClient,
+        events: EventBus | None = None,
     ) -> None:
         self.settings = settings
         self.center = center
@@ -84,6 +88,8 @@ class CallController:
         self.media = media
         self.history = history
         self.webhooks = webhooks
+        #: Domain events (docs/ARCHITECTURE.md "Events"); a bus nobody subscribes to is free.
+        self.events = events if events is not None else EventBus()
         self.legs = Legs(core)
         self.calls: dict[str, Call] = {}
         self.acd: AcdEngine = center.build_acd(self._now())
@@ -216,6 +222,7 @@ class CallController:
         caller_number = from_uri.user if isinstance(from_uri, SipUri) and from_uri.user else ""
         if caller.kind == "agent" and dialled in self.agent_ids:
             call = self._new_call("internal", caller.name, dialled)
+            self.events.publish(call_events.started(call, caller, None))
             leg = self._caller_leg(call, tx_id, request, peer)
             self._spawn(self._run_internal(call, leg, request, dialled), f"internal-{call.id}")
             return
@@ -240,6 +247,7 @@ class CallController:
             flow=flow.name,
             peer=str(peer),
         )
+        self.events.publish(call_events.started(call, caller, flow.name))
         leg = self._caller_leg(call, tx_id, request, peer)
         self._spawn(self._run_inbound(call, leg, request, flow), f"inbound-{call.id}")
 
@@ -569,6 +577,7 @@ class CallController:
                         "reason": event.reason,
                     },
                 )
+                self.events.publish(call_events.agent_state(event))
             elif isinstance(event, OverflowActivated | OverflowReleased):
                 # Surge playbook (REQUIREMENTS §5 item 13): every join and release is logged.
                 what = "activated" if isinstance(event, OverflowActivated) else "released"
@@ -650,6 +659,7 @@ class CallController:
             extra=[("X-Tsunagu-Interaction", call.id)],
         )
         leg.send_invite(invite)
+        self.events.publish(call_events.offered(call, agent_id))
         return leg
 
     # -- internal calls -----------------------------------------------------------------
@@ -725,6 +735,7 @@ class CallController:
         await call.bridge(f"external:{number}", leg_or_reason)
         iid = call.id
         call.record.post(lambda h: h.update(iid, append_transfer={"to": number}))
+        self.events.publish(call_events.transferred(call, None, number))
         return None
 
     async def _dial_out(
@@ -919,6 +930,11 @@ class CallController:
         except AcdError as exc:
             raise ValueError(str(exc)) from None
         self._pump()
+
+    def queue_snapshots(self) -> list[QueueSnapshot]:
+        """Live figures of every queue (the ``queue.stats`` event, wallboards)."""
+        now = self._now()
+        return [self.acd.queue_snapshot(queue_id, now) for queue_id in sorted(self.center.queues)]
 
     def calls_view(self) -> list[dict[str, Any]]:
         out = []
