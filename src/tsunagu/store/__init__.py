@@ -27,6 +27,7 @@ from tsunagu.store.config_store import (
     Validator,
 )
 from tsunagu.store.db import Clock, Database, default_url, make_engine, safe_url, system_clock
+from tsunagu.store.dead_letters import DeadLetter, DeadLetterPage, DeadLetters
 from tsunagu.store.errors import (
     ConfigValidationError,
     InvalidDocumentError,
@@ -59,11 +60,13 @@ from tsunagu.store.schema import head_revision, migrate, migrate_engine
 
 @dataclass(frozen=True, slots=True)
 class Store:
-    """The open database: configuration and history share one engine (one pool)."""
+    """The open database: configuration, history and webhook dead letters share one
+    engine (one pool)."""
 
     db: Database
     config: ConfigStore
     history: History
+    dead_letters: DeadLetters
 
     @property
     def engine(self) -> AsyncEngine:
@@ -92,7 +95,12 @@ async def open_store(
         await engine.dispose()
         raise
     db = Database(engine, clock)
-    return Store(db=db, config=ConfigStore(db, validator), history=History(db, node))
+    return Store(
+        db=db,
+        config=ConfigStore(db, validator),
+        history=History(db, node),
+        dead_letters=DeadLetters(db),
+    )
 
 
 __all__ = [
@@ -105,6 +113,9 @@ __all__ = [
     "ConfigStore",
     "ConfigValidationError",
     "Database",
+    "DeadLetter",
+    "DeadLetterPage",
+    "DeadLetters",
     "Diff",
     "DiffItem",
     "Direction",

@@ -12,6 +12,8 @@ Two families, kept apart because they live different lives (docs/STORAGE.md):
 * history — ``interactions`` (one row per conversation), ``interaction_legs``,
   ``interaction_agents`` (who was offered, rung, answered) and ``interaction_events``
   (the timeline). History is never replicated; each site keeps its own.
+* events — ``webhook_dead_letters``: webhook deliveries that gave up (node-local, like
+  history).
 """
 
 from __future__ import annotations
@@ -167,4 +169,24 @@ interaction_events = Table(
     Column("type", String(64), nullable=False),
     Column("data", JSON_TYPE, nullable=False),
     Index(None, "interaction_id", "at"),
+)
+
+# --- events ---------------------------------------------------------------------------
+
+webhook_dead_letters = Table(
+    "webhook_dead_letters",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the delivery id (X-Tsunagu-Delivery)
+    Column("webhook", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("payload", JSON_TYPE, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("dead_at", UtcDateTime, nullable=False),
+    Column("redelivered_at", UtcDateTime, nullable=True),
+    Index(None, "dead_at", "id"),
+    Index(None, "webhook", "redelivered_at"),
 )
