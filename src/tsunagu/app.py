@@ -26,6 +26,7 @@ from tsunagu.calls.controller import CallController
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center, build_center
 from tsunagu.events import EventBus, QueueFigures
+from tsunagu.events.webhooks import WebhookDispatcher
 from tsunagu.media.engine import LocalMediaEngine, MediaConfig
 from tsunagu.settings import Settings
 from tsunagu.sip.bindings_store import BindingJournal
@@ -179,6 +180,13 @@ class Server:
             events=self.events,
         )
         self.core.call_control = self.calls
+        self.event_webhooks = WebhookDispatcher(
+            self.settings.events.webhooks,
+            self.events,
+            self.store.dead_letters,
+            user_agent=self.core.server_header,
+        )
+        self.event_webhooks.start()
         await self.transport.start(server.bind, server.sip_port)
         self.calls.local_port = self.transport.local_port
         self.calls.restore_presence()
@@ -210,6 +218,7 @@ class Server:
             await self.calls.close()
             await self.media.close()
             await self.webhooks.close()
+            await self.event_webhooks.close()  # before the store: it keeps what is unsent
         await self.transport.stop()
         self.journal.close()
         if self.store is not None:
@@ -251,6 +260,9 @@ class Server:
                 set_overflow=calls.set_overflow,
                 transfer=calls.transfer_call,
                 recording_path=recording_path,
+                webhooks=self.event_webhooks.status,
+                redeliver=self.event_webhooks.redeliver,
+                events=self.events,
                 audit_path=server.data_dir / "audit.jsonl",
             )
         )

@@ -41,6 +41,8 @@ class ApiServer:
             proxy_headers=proxy_headers,  # True only behind a trusted reverse proxy
             server_header=False,
             lifespan="off",
+            # The sans-IO websockets implementation (the legacy one is deprecated).
+            ws="websockets-sansio",
         )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
