@@ -138,34 +138,28 @@ def test_publish_never_raises_for_a_malformed_event() -> None:
     assert bus.errors == 1 and len(sub) == 0
 
 
-def test_closed_subscriptions_get_nothing_and_wake_their_reader() -> None:
-    async def main() -> None:
-        bus = EventBus()
-        sub = bus.subscribe()
+async def test_closed_subscriptions_get_nothing_and_wake_their_reader() -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    reader = asyncio.ensure_future(sub.get())
+    await asyncio.sleep(0)
+    sub.close()
+    with pytest.raises(EOFError):
+        await reader
+    assert bus.subscribers == 0
+    bus.publish(state("1001"))
+    assert len(sub) == 0
+
+
+async def test_get_waits_for_the_next_event() -> None:
+    bus = EventBus()
+    with bus.subscribe() as sub:
         reader = asyncio.ensure_future(sub.get())
         await asyncio.sleep(0)
-        sub.close()
-        with pytest.raises(EOFError):
-            await reader
-        assert bus.subscribers == 0
-        bus.publish(state("1001"))
-        assert len(sub) == 0
-
-    asyncio.run(main())
-
-
-def test_get_waits_for_the_next_event() -> None:
-    async def main() -> None:
-        bus = EventBus()
-        with bus.subscribe() as sub:
-            reader = asyncio.ensure_future(sub.get())
-            await asyncio.sleep(0)
-            assert not reader.done()
-            bus.publish(state("1003"))
-            event = await asyncio.wait_for(reader, 1)
-            assert isinstance(event, AgentStateChanged) and event.agent_id == "1003"
-
-    asyncio.run(main())
+        assert not reader.done()
+        bus.publish(state("1003"))
+        event = await asyncio.wait_for(reader, 1)
+        assert isinstance(event, AgentStateChanged) and event.agent_id == "1003"
 
 
 def test_to_json_has_the_documented_shape() -> None:
