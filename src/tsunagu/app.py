@@ -22,9 +22,12 @@ import numpy as np
 
 from tsunagu import __version__
 from tsunagu.api import ApiServer, ApiServices, RateLimit, create_app, seed_api_key
+from tsunagu.calls import call_events
 from tsunagu.calls.controller import CallController
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center, build_center
+from tsunagu.events import EventBus, QueueFigures
+from tsunagu.events.webhooks import WebhookDispatcher
 from tsunagu.media.engine import LocalMediaEngine, MediaConfig
 from tsunagu.settings import Settings
 from tsunagu.sip.bindings_store import BindingJournal
@@ -44,6 +47,8 @@ HOUSEKEEPING_INTERVAL_S = 1.0
 DEMO_API_KEY = "demo-admin-key"
 #: Agent presence is checked against SIP and the calls every this many housekeeping ticks.
 RECONCILE_EVERY = 5
+#: Queue figures are checked every this many ticks and published when they changed.
+QUEUE_STATS_EVERY = 2
 
 
 def _load_secret(data_dir: Path) -> bytes:
@@ -107,6 +112,9 @@ class Server:
         self.journal = BindingJournal(data_dir / "bindings.sqlite3")
         self.registrar = Registrar(settings.sip.registrar, on_change=self._binding_changed)
         self.calls: CallController | None = None
+        #: Domain events: the call layer publishes, the API's stream and webhooks subscribe.
+        self.events = EventBus()
+        self._queue_figures: tuple[QueueFigures, ...] | None = None
         auth = settings.security.auth
         self.core = SipCore(
             settings,
@@ -177,8 +185,16 @@ class Server:
             history=self.store.history,
             webhooks=self.webhooks,
             agent_states=self.store.agent_states,
+            events=self.events,
         )
         self.core.call_control = self.calls
+        self.event_webhooks = WebhookDispatcher(
+            self.settings.events.webhooks,
+            self.events,
+            self.store.dead_letters,
+            user_agent=self.core.server_header,
+        )
+        self.event_webhooks.start()
         await self.transport.start(server.bind, server.sip_port)
         self.calls.local_port = self.transport.local_port
         self.calls.restore_presence()
@@ -210,6 +226,7 @@ class Server:
             await self.calls.close()
             await self.media.close()
             await self.webhooks.close()
+            await self.event_webhooks.close()  # before the store: it keeps what is unsent
         await self.transport.stop()
         self.journal.close()
         if self.store is not None:
@@ -255,6 +272,9 @@ class Server:
                 set_overflow=calls.set_overflow,
                 transfer=calls.transfer_call,
                 recording_path=recording_path,
+                webhooks=self.event_webhooks.status,
+                redeliver=self.event_webhooks.redeliver,
+                events=self.events,
                 audit_path=server.data_dir / "audit.jsonl",
                 rate_limit=RateLimit(
                     self.settings.api.rate_limit.per_second, self.settings.api.rate_limit.burst
@@ -315,8 +335,21 @@ class Server:
                 ticks += 1
                 if self.calls is not None and ticks % RECONCILE_EVERY == 0:
                     self.calls.reconcile()
+                if self.calls is not None and ticks % QUEUE_STATS_EVERY == 0:
+                    self._publish_queue_stats()
             except Exception:
                 log.exception("housekeeping failed")
+
+    def _publish_queue_stats(self) -> None:
+        """``queue.stats`` when any queue's figures changed since the last one (the oldest
+        wait counts in whole seconds, so a waiting caller makes it change every tick)."""
+        assert self.calls is not None
+        if not self.events.subscribers:
+            return
+        event = call_events.queue_stats(self.calls.queue_snapshots())
+        if event.queues != self._queue_figures:
+            self._queue_figures = event.queues
+            self.events.publish(event)
 
     # -- health (served by the REST API: /health minimal, /api/v1/health in full) --------
     def health(self) -> dict[str, object]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic import (
 
 from tsunagu.calendar.holidays import HolidayCalendarConfig
 from tsunagu.calendar.hours import HoursConfig
+from tsunagu.events.types import EVENT_TYPES
 
 
 def _networks(value: list[str]) -> list[str]:
@@ -346,6 +348,66 @@ class ApiSettings(_Section):
     rate_limit: ApiRateLimitSettings = ApiRateLimitSettings()
 
 
+class WebhookSettings(_Section):
+    """An outbound webhook: events are POSTed to ``url`` as JSON, signed with ``secret``
+    (docs/API.md "Webhooks"), retried with backoff, and kept as dead letters when they
+    cannot be delivered."""
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    url: str
+    #: The HMAC key receivers verify ``X-Tsunagu-Signature`` with. Never logged or shown.
+    secret: Annotated[str, Field(min_length=16, repr=False)]
+    #: Event types to send (``call.offered``...), or ``"*"`` for all.
+    events: list[str] = ["*"]
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
+    #: A delivery not done this long after the event is dead (even with attempts left).
+    max_age_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = 86_400.0
+    #: First retry after about this long; each retry waits up to twice as long.
+    backoff_base_s: Annotated[float, Field(gt=0, le=3_600)] = 2.0
+    backoff_max_s: Annotated[float, Field(gt=0, le=86_400)] = 3_600.0
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, not {value!r}")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('list at least one event type, or "*" for all')
+        unknown = [v for v in value if v != "*" and v not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(
+                f"unknown event type(s) {', '.join(map(repr, unknown))}; "
+                f'use "*" or any of {", ".join(sorted(EVENT_TYPES))}'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _backoff(self) -> WebhookSettings:
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ValueError("backoff_max_s must be at least backoff_base_s")
+        return self
+
+
+class EventsSettings(_Section):
+    webhooks: list[WebhookSettings] = []
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_names(cls, value: list[WebhookSettings]) -> list[WebhookSettings]:
+        names = [w.name for w in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"webhook name(s) {', '.join(twice)} listed twice; names are unique")
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -358,6 +420,7 @@ class Settings(_Section):
     media: MediaSettings = MediaSettings()
     calls: CallSettings = CallSettings()
     api: ApiSettings = ApiSettings()
+    events: EventsSettings = EventsSettings()
     logging: LoggingSettings = LoggingSettings()
     agents: list[AgentSettings] = []
     teams: list[TeamSettings] = []

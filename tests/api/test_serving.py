@@ -41,3 +41,26 @@ async def test_a_busy_port_is_an_error_not_an_exit(api: Api) -> None:
         server = ApiServer(api.app, "127.0.0.1", port)
         with pytest.raises(OSError, match="could not listen"):
             await server.start()
+
+
+def test_uvicorn_log_lines_lose_their_query_strings() -> None:
+    import logging
+
+    from tsunagu.api.serving import RedactQueryStrings
+
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5000", "/api/v1/events?token=secret-key-123"),
+        None,
+    )
+    assert RedactQueryStrings().filter(record)
+    assert (
+        record.getMessage() == '127.0.0.1:5000 - "WebSocket /api/v1/events?<redacted>" [accepted]'
+    )
+    plain = logging.LogRecord("uvicorn", logging.INFO, __file__, 1, "Started %s", ("x",), None)
+    RedactQueryStrings().filter(plain)
+    assert plain.getMessage() == "Started x"

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from tsunagu.api.credentials import DUMMY_HASH, key_digest, verify_password
 from tsunagu.api.errors import ApiError
@@ -169,7 +170,7 @@ def parse_authorization(header: str | None) -> Credentials | None:
     return None
 
 
-def client_address(request: Request) -> str | None:
+def client_address(request: HTTPConnection) -> str | None:
     return request.client.host if request.client is not None else None
 
 
@@ -201,12 +202,19 @@ class Authenticator:
                 self._directory = await load_directory(self._config, revision)
         return self._directory
 
-    async def authenticate(self, request: Request) -> Principal:
-        client = client_address(request)
+    async def authenticate(self, request: HTTPConnection) -> Principal:
+        """The caller of an HTTP request or a WebSocket upgrade (``Authorization``)."""
+        return await self.authenticate_header(
+            request.headers.get("authorization"), client_address(request)
+        )
+
+    async def authenticate_header(self, authorization: str | None, client: str | None) -> Principal:
+        """Steps 1-4 of the module docstring for an ``Authorization`` value (the WebSocket
+        stream also passes ``Bearer <token>`` built from its first message)."""
         wait = self._failures.blocked_for(client or "?", self._now())
         if wait > 0:
             raise _rate_limited(wait, "too many failed authentications from this address")
-        credentials = parse_authorization(request.headers.get("authorization"))
+        credentials = parse_authorization(authorization)
         if credentials is None:
             raise ApiError(
                 401,

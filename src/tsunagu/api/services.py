@@ -24,6 +24,11 @@ The dictionaries exchanged (see docs/API.md for examples):
   ``False`` if no such call is in progress; ``transfer`` raises :class:`ValueError` for a
   target it refuses.
 * ``recording_path(interaction_id)`` → the WAV file of the conversation, or ``None``.
+* ``webhooks()`` → ``[{"name", "url", "events", "delivered", "retrying", "dead", …}, …]``
+  (never a secret); ``redeliver(letter_id)`` starts a dead letter's redelivery, raising
+  :class:`LookupError` for an unknown letter or webhook and the store's
+  ``InvalidStateError`` when it was already redelivered.
+* ``events`` — the domain event bus the WebSocket stream subscribes to.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar, cast
 
+from tsunagu.events import EventBus
 from tsunagu.store import Store, Validator, system_clock
 
 T = TypeVar("T")
@@ -105,6 +111,14 @@ def _no_recording(interaction_id: str) -> Path | None:
     return None
 
 
+def _no_webhooks() -> list[JsonDict]:
+    return []
+
+
+def _no_redelivery(letter_id: str) -> None:
+    raise LookupError(letter_id)
+
+
 def _no_overflow(queue_id: str, group_id: str, active: bool, actor: str) -> None:
     raise KeyError(queue_id)
 
@@ -125,6 +139,11 @@ class ApiServices:
     #: Activate or release a queue's overflow group by hand (REQUIREMENTS §5 item 13);
     #: raises :class:`KeyError` for an unknown queue or group.
     set_overflow: Callable[[str, str, bool, str], MaybeAwaitable[None]] = _no_overflow
+    #: Outbound webhooks: their status, and redelivering a dead letter.
+    webhooks: Callable[[], MaybeAwaitable[list[JsonDict]]] = _no_webhooks
+    redeliver: Callable[[str], MaybeAwaitable[object]] = _no_redelivery
+    #: The domain events streamed on ``GET /api/v1/events`` (``None``: no stream).
+    events: EventBus | None = None
     #: Extra configuration validation run before every API write (the YAML models). The
     #: store's own ``validator`` hook runs too; pass it here only if the store has none.
     validator: Validator | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Generator
 
 import uvicorn
@@ -20,6 +21,33 @@ from fastapi import FastAPI
 log = logging.getLogger("tsunagu.api")
 
 START_TIMEOUT_S = 10.0
+#: uvicorn's own loggers (they log request targets, query string included).
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+_QUERY = re.compile(r"(/[^\s\"?]*)\?[^\s\"]*")
+
+
+class RedactQueryStrings(logging.Filter):
+    """Cut query strings out of uvicorn's log lines.
+
+    uvicorn logs each WebSocket upgrade (``"WebSocket /api/v1/events?..." [accepted]``)
+    and, at debug level, request lines, before any handler of ours runs. A client that
+    puts its API key in the URL, which the event stream refuses, would otherwise still
+    have it written to the log (secrets are never logged).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _QUERY.sub(r"\1?<redacted>", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def _install_redaction() -> None:
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactQueryStrings) for f in logger.filters):
+            logger.addFilter(RedactQueryStrings())
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -41,8 +69,11 @@ class ApiServer:
             proxy_headers=proxy_headers,  # True only behind a trusted reverse proxy
             server_header=False,
             lifespan="off",
+            # The sans-IO websockets implementation (the legacy one is deprecated).
+            ws="websockets-sansio",
         )
         self._server = _EmbeddedServer(config)
+        _install_redaction()
         self._task: asyncio.Task[None] | None = None
 
     @property

@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tsunagu.acd.queues import Call as QueuedCall
+from tsunagu.calls import call_events
 from tsunagu.calls.flow_driver import FlowDriver, FlowOutcome
 from tsunagu.calls.legs import LegEnd, SipLeg, first_of
 from tsunagu.calls.record import InteractionLog
@@ -25,6 +27,7 @@ from tsunagu.flows.interpreter import (
     FlowEvent,
     FlowRun,
     VoicemailRecorded,
+    WebhookError,
 )
 from tsunagu.flows.model import Flow
 from tsunagu.media.interface import PlayItem, Recording, Say
@@ -82,6 +85,10 @@ class Call:
         self.busy_agents: list[str] = []
         self.leg_swapped = asyncio.Event()
         self.on_hold = False
+        #: The contact flow's attributes (live while it runs), for the screen-pop.
+        self.attributes: Mapping[str, Any] = {}
+        #: Agents this call was offered to, in order (their streams see its later events).
+        self.agents_offered: list[str] = []
         self.record.post(
             lambda h: h.start_interaction(
                 direction=direction, caller=caller, dialled=dialled, interaction_id=interaction_id
@@ -139,6 +146,7 @@ class Call:
         center = self.controller.center
         environment = FlowEnvironment(center.hours, center.calendars, center.flows.get)
         run = FlowRun(flow, attributes, environment=environment)
+        self.attributes = run.attributes
         driver = FlowDriver(run, self.caller_leg.media, self, self.controller.webhooks, utcnow)
         task = asyncio.get_running_loop().create_task(driver.drive())
         try:
@@ -176,6 +184,8 @@ class Call:
         for event in events:
             data = {k: _plain(v) for k, v in _fields(event).items() if k != "at"}
             self.record.event(f"flow.{type(event).__name__}", **data)
+            if isinstance(event, WebhookError):
+                self.controller.events.publish(call_events.webhook_failed(self, event.reason))
 
     async def enqueue(self, queue: str) -> str | None:
         return self.controller.enqueue(self, queue)
@@ -313,6 +323,7 @@ class Call:
             )
         )
         self.record.event("bridged", agent=agent_id)
+        self.controller.events.publish(call_events.answered(self, agent_id))
         log.info("call bridged", extra={"interaction": iid, "agent": agent_id})
 
     async def talk_until_hangup(self) -> None:
@@ -375,6 +386,9 @@ class Call:
             self.offers[f"transferred:{old.leg_id}"] = old  # closed with the call
         self.leg_swapped.set()
         self.record.event("transferred", to=target)
+        self.controller.events.publish(
+            call_events.transferred(self, old.agent_id if old else None, target)
+        )
         iid = self.id
         self.record.post(lambda h: h.update(iid, append_transfer={"to": target, "kind": "blind"}))
         return old
@@ -395,6 +409,7 @@ class Call:
         disposition = self.disposition or Disposition.FAILED
         iid = self.id
         self.record.post(lambda h: h.finish(iid, disposition))
+        self.controller.events.publish(call_events.ended(self, disposition.value))
         await self.record.close()
         log.info("call ended", extra={"interaction": iid, "disposition": disposition.value})
 

@@ -35,9 +35,11 @@ from tsunagu.acd.engine import (
     OfferCall,
     OverflowActivated,
     OverflowReleased,
+    QueueSnapshot,
 )
 from tsunagu.acd.presence import AcdError, AgentState, AgentStateChanged, PresenceEvent
 from tsunagu.acd.reconciler import AgentSnapshot, Drift, Repair, plan_repairs
+from tsunagu.calls import call_events
 from tsunagu.calls.call import Call, queued_call, utcnow
 from tsunagu.calls.callbacks import CallbackControl
 from tsunagu.calls.internal import InternalCalls
@@ -48,6 +50,7 @@ from tsunagu.calls.transfer import TransferControl
 from tsunagu.calls.trunk_registration import TrunkRegistrations
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center
+from tsunagu.events import EventBus
 from tsunagu.flows.model import Flow
 from tsunagu.logs import call_context
 from tsunagu.media.interface import MediaEngine, PlayItem
@@ -84,6 +87,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
         history: History | None,
         webhooks: WebhookClient,
         agent_states: AgentStates | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.settings = settings
         self.center = center
@@ -94,6 +98,8 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
         self.webhooks = webhooks
         #: Every presence move, for the time-per-state report (one writer keeps order).
         self.state_log = QueuedWriter(agent_states, "agent state", {})
+        #: Domain events (docs/ARCHITECTURE.md "Events"); a bus nobody subscribes to is free.
+        self.events = events if events is not None else EventBus()
         self.legs = Legs(core)
         self.calls: dict[str, Call] = {}
         self.acd: AcdEngine = center.build_acd(self._now())
@@ -227,6 +233,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
         caller_number = from_uri.user if isinstance(from_uri, SipUri) and from_uri.user else ""
         if caller.kind == "agent" and dialled in self.agent_ids:
             call = self._new_call("internal", caller.name, dialled)
+            self.events.publish(call_events.started(call, caller, None))
             leg = self._caller_leg(call, tx_id, request, peer)
             self._spawn(self._run_internal(call, leg, request, dialled), f"internal-{call.id}")
             return
@@ -251,6 +258,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
             flow=flow.name,
             peer=str(peer),
         )
+        self.events.publish(call_events.started(call, caller, flow.name))
         leg = self._caller_leg(call, tx_id, request, peer)
         self._spawn(self._run_inbound(call, leg, request, flow), f"inbound-{call.id}")
 
@@ -502,6 +510,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
                         "reason": event.reason,
                     },
                 )
+                self.events.publish(call_events.agent_state(event))
             elif isinstance(event, OverflowActivated | OverflowReleased):
                 # Surge playbook (REQUIREMENTS §5 item 13): every join and release is logged.
                 what = "activated" if isinstance(event, OverflowActivated) else "released"
@@ -587,6 +596,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
             extra=[("X-Tsunagu-Interaction", call.id)],
         )
         leg.send_invite(invite)
+        self.events.publish(call_events.offered(call, agent_id))
         return leg
 
     # -- presence from registrations ----------------------------------------------------
@@ -686,6 +696,11 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
         except AcdError as exc:
             raise ValueError(str(exc)) from None
         self._pump()
+
+    def queue_snapshots(self) -> list[QueueSnapshot]:
+        """Live figures of every queue (the ``queue.stats`` event, wallboards)."""
+        now = self._now()
+        return [self.acd.queue_snapshot(queue_id, now) for queue_id in sorted(self.center.queues)]
 
     def calls_view(self) -> list[dict[str, Any]]:
         out = []

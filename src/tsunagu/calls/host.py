@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tsunagu.calls.call import Call
     from tsunagu.calls.legs import Legs, SipLeg
     from tsunagu.center import Center
+    from tsunagu.events import EventBus
     from tsunagu.media.interface import MediaEngine
     from tsunagu.sip.core import SipCore
     from tsunagu.sip.peer import Peer
@@ -33,6 +34,7 @@ class ControllerHost:
         acd: AcdEngine
         calls: dict[str, Call]
         agent_ids: set[str]
+        events: EventBus
         local_host: str
         local_port: int
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from tsunagu.acd.presence import AcdError
+from tsunagu.calls import call_events
 from tsunagu.calls.call import Call
 from tsunagu.calls.early_media import end_early_media, relay_early_media
 from tsunagu.calls.host import ControllerHost
@@ -120,6 +121,7 @@ class TransferControl(ControllerHost):
         await call.bridge(f"external:{number}", leg_or_reason)
         iid = call.id
         call.record.post(lambda h: h.update(iid, append_transfer={"to": number}))
+        self.events.publish(call_events.transferred(call, None, number))
         return None
 
     async def _dial_out(

@@ -28,6 +28,7 @@ from tsunagu.store.config_store import (
     Validator,
 )
 from tsunagu.store.db import Clock, Database, default_url, make_engine, safe_url, system_clock
+from tsunagu.store.dead_letters import DeadLetter, DeadLetterPage, DeadLetters
 from tsunagu.store.errors import (
     ConfigValidationError,
     InvalidDocumentError,
@@ -60,12 +61,14 @@ from tsunagu.store.schema import head_revision, migrate, migrate_engine
 
 @dataclass(frozen=True, slots=True)
 class Store:
-    """The open database: configuration and history share one engine (one pool)."""
+    """The open database: configuration, history and webhook dead letters share one
+    engine (one pool)."""
 
     db: Database
     config: ConfigStore
     history: History
     agent_states: AgentStates
+    dead_letters: DeadLetters
 
     @property
     def engine(self) -> AsyncEngine:
@@ -99,6 +102,7 @@ async def open_store(
         config=ConfigStore(db, validator),
         history=History(db, node),
         agent_states=AgentStates(db, node),
+        dead_letters=DeadLetters(db),
     )
 
 
@@ -114,6 +118,9 @@ __all__ = [
     "ConfigStore",
     "ConfigValidationError",
     "Database",
+    "DeadLetter",
+    "DeadLetterPage",
+    "DeadLetters",
     "Diff",
     "DiffItem",
     "Direction",

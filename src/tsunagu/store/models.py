@@ -14,6 +14,8 @@ Two families, kept apart because they live different lives (docs/STORAGE.md):
   (the timeline). History is never replicated; each site keeps its own.
 * agent states — ``agent_state_intervals``: each stretch of time an agent spent in one
   presence state (the "time per agent state" report); history too, never replicated.
+* events — ``webhook_dead_letters``: webhook deliveries that gave up (node-local, like
+  history).
 """
 
 from __future__ import annotations
@@ -189,4 +191,24 @@ agent_state_intervals = Table(
     Index(None, "agent", "started_at"),
     Index(None, "started_at"),
     Index(None, "node", "ended_at"),
+)
+
+# --- events ---------------------------------------------------------------------------
+
+webhook_dead_letters = Table(
+    "webhook_dead_letters",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the delivery id (X-Tsunagu-Delivery)
+    Column("webhook", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("payload", JSON_TYPE, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("dead_at", UtcDateTime, nullable=False),
+    Column("redelivered_at", UtcDateTime, nullable=True),
+    Index(None, "dead_at", "id"),
+    Index(None, "webhook", "redelivered_at"),
 )
