@@ -133,6 +133,33 @@ async def test_retries_then_a_dead_letter_then_redelivery_with_the_same_id(
         await dispatcher.close()
 
 
+async def test_a_retry_timer_that_fires_early_by_the_wall_clock_still_retries(
+    store: Store, receiver: WebhookReceiver
+) -> None:
+    """The loop's timers run on the monotonic clock, deliveries on the wall clock: a
+    timer that fires before the retry is due by the wall clock (seen on loaded machines)
+    must wait again, not fail the delivery. This clock runs 20 % slow on purpose."""
+    receiver.status = 500
+    started, origin = time.monotonic(), time.time()
+
+    def slow_wall() -> float:
+        return origin + (time.monotonic() - started) * 0.8
+
+    bus = EventBus()
+    dispatcher = WebhookDispatcher(
+        [hook(receiver.url)], bus, store.dead_letters, clock=slow_wall, jitter=lambda: 1.0
+    )
+    dispatcher.start()
+    try:
+        bus.publish(ended())
+        await until(lambda: dispatcher.status()[0]["dead"] == 1)
+        assert len(receiver.received()) == 3
+        (letter,) = (await store.dead_letters.list()).items
+        assert letter.last_error == "HTTP 500 (gave up: max attempts)"
+    finally:
+        await dispatcher.close()
+
+
 async def test_a_gone_receiver_is_dead_at_once_and_retry_after_is_waited_for(
     store: Store, receiver: WebhookReceiver
 ) -> None:

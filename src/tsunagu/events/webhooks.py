@@ -189,7 +189,12 @@ class WebhookDispatcher:
     async def _deliver(self, hook: _Hook, delivery: Delivery) -> None:
         try:
             while not delivery.done:
+                # The loop's timers run on the monotonic clock and may fire a hair early
+                # (within its resolution) by the wall clock the machine is driven with;
+                # sleep again until the retry is really due rather than trip the table.
                 await asyncio.sleep(delivery.delay(self._clock()))
+                if delivery.delay(self._clock()) > 0:
+                    continue
                 async with hook.slots:
                     now = self._clock()
                     delivery.send(now)
