@@ -232,7 +232,8 @@ def _queries(pg: bool, sample_caller: str, sample_account: str) -> list[tuple[st
     attr = (
         "attributes @> CAST(:attrs AS JSONB)"
         if pg
-        else "json_extract(attributes, '$.\"account\"') = :account"
+        else "id IN (SELECT interaction_id FROM interaction_attributes "
+        "WHERE key = 'account' AND value = :account)"
     )
 
     async def last_day(store: Store) -> int:
@@ -323,8 +324,9 @@ async def _plan(store: Store, pg: bool, label: str) -> str:
             'SELECT * FROM interactions WHERE attributes @> \'{"account": "A000001"}\' '
             "ORDER BY started_at DESC, id DESC LIMIT 51"
             if pg
-            else "SELECT * FROM interactions WHERE json_extract(attributes, '$.\"account\"') "
-            "= 'A000001' ORDER BY started_at DESC, id DESC LIMIT 51"
+            else "SELECT * FROM interactions WHERE id IN (SELECT interaction_id FROM "
+            "interaction_attributes WHERE key = 'account' AND value = 'A000001') "
+            "ORDER BY started_at DESC, id DESC LIMIT 51"
         ),
     }
     sql = probes.get(label)

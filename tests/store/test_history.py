@@ -359,6 +359,38 @@ async def test_search_filters(store: Store) -> None:
         await store.history.search(limit=0)
 
 
+async def test_attribute_search_follows_every_write_of_the_attributes(store: Store) -> None:
+    """On SQLite the search reads a side table kept by triggers (migration 0006); on
+    PostgreSQL the GIN index. Either way it must follow updates, ignore values that are
+    not strings, and forget deleted interactions."""
+    h = store.history
+
+    async def ids(**attributes: str) -> list[str]:
+        page = await h.search(InteractionFilter(attributes=attributes))
+        return sorted(i.id for i in page.items)
+
+    one = await h.start_interaction(
+        direction="inbound",
+        caller="0311112222",
+        dialled="0312345678",
+        started_at=at(0),
+        attributes={"account": "A-1", "tier": "gold", "visits": 3, "vip": True},
+    )
+    two = await h.start_interaction(
+        direction="inbound",
+        caller="0333334444",
+        dialled="0312345678",
+        started_at=at(5),
+        attributes={"account": "A-2"},
+    )
+    assert await ids(account="A-1") == [one.id]
+    assert await ids(visits="3") == [] and await ids(vip="true") == []
+    await h.update(one.id, set_attributes={"account": "A-2", "note": "moved"})
+    assert await ids(account="A-1") == []
+    assert await ids(account="A-2") == sorted([one.id, two.id])
+    assert await ids(account="A-2", tier="gold", note="moved") == [one.id]
+
+
 @pytest.mark.parametrize("order", ["desc", "asc"])
 async def test_cursor_pages_neither_repeat_nor_skip(store: Store, order: str) -> None:
     h = store.history

@@ -25,7 +25,12 @@ from tsunagu.store import (
     open_store,
 )
 from tsunagu.store.db import normalize_url
-from tsunagu.store.models import PG_ATTRIBUTES_INDEX, interaction_legs, metadata
+from tsunagu.store.models import (
+    PG_ATTRIBUTES_INDEX,
+    SQLITE_ATTRIBUTE_INDEX,
+    interaction_legs,
+    metadata,
+)
 from tsunagu.store.schema import current_revision
 
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
@@ -70,6 +75,28 @@ async def test_upgrade_older_database_keeps_its_data(empty_url: str) -> None:
         await new.close()
 
 
+async def test_upgrade_indexes_the_attributes_already_stored(empty_url: str) -> None:
+    # Interactions written before the attribute index existed are found after the upgrade.
+    assert await migrate(empty_url, "0004_webhook_deliveries") == "0004_webhook_deliveries"
+    old = await open_store(empty_url, migrate_schema=False)
+    try:
+        kept = await old.history.start_interaction(
+            direction="inbound",
+            caller="0311112222",
+            dialled="0312345678",
+            started_at=T0,
+            attributes={"account": "A-7"},
+        )
+    finally:
+        await old.close()
+    new = await open_store(empty_url)
+    try:
+        page = await new.history.search(InteractionFilter(attributes={"account": "A-7"}))
+        assert [i.id for i in page.items] == [kept.id]
+    finally:
+        await new.close()
+
+
 async def test_migrate_is_idempotent(empty_url: str) -> None:
     assert await migrate(empty_url) == head_revision()
     assert await migrate(empty_url) == head_revision()
@@ -89,12 +116,18 @@ async def test_schema_created_by_migrations_matches_models(store: Store) -> None
 
     async with store.engine.connect() as conn:
         differences = await conn.run_sync(diff)
-    # The GIN index exists on PostgreSQL only, on purpose (models.PG_ATTRIBUTES_INDEX).
+    # The GIN index exists on PostgreSQL only, and the attribute side table on SQLite only,
+    # on purpose (models.PG_ATTRIBUTES_INDEX, models.SQLITE_ATTRIBUTE_INDEX).
     differences = [
         d
         for d in differences
         if not (
-            isinstance(d, tuple) and d[0] == "remove_index" and d[1].name == PG_ATTRIBUTES_INDEX
+            isinstance(d, tuple)
+            and (
+                (d[0] == "remove_index" and d[1].name == PG_ATTRIBUTES_INDEX)
+                or (d[0] == "remove_table" and d[1].name == SQLITE_ATTRIBUTE_INDEX)
+                or (d[0] == "remove_index" and d[1].table.name == SQLITE_ATTRIBUTE_INDEX)
+            )
         )
     ]
     assert differences == []

@@ -23,7 +23,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import String, exists, insert, literal, or_, select, tuple_, type_coerce, update
+from sqlalchemy import (
+    String,
+    column,
+    exists,
+    insert,
+    literal,
+    or_,
+    select,
+    table,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -48,6 +60,7 @@ from tsunagu.store.interactions import (
     encode_cursor,
 )
 from tsunagu.store.models import (
+    SQLITE_ATTRIBUTE_INDEX,
     interaction_agents,
     interaction_events,
     interaction_legs,
@@ -62,6 +75,7 @@ _ATTRIBUTE_KEY_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 )
 _E = TypeVar("_E", bound=StrEnum)
+_ATTRS = table(SQLITE_ATTRIBUTE_INDEX, column("key"), column("value"), column("interaction_id"))
 
 
 def _enum(cls: type[_E], value: object, what: str) -> _E:
@@ -594,7 +608,16 @@ class History:
                 # JSONB containment, served by the GIN index of migration 0002.
                 out.append(type_coerce(c.attributes, JSONB).contains(dict(f.attributes)))
             else:
-                out.extend(c.attributes[k].as_string() == v for k, v in f.attributes.items())
+                # The trigger-kept side table of migration 0006: one b-tree lookup per
+                # attribute instead of reading every row's JSON.
+                out.extend(
+                    c.id.in_(
+                        select(_ATTRS.c.interaction_id).where(
+                            _ATTRS.c.key == k, _ATTRS.c.value == v
+                        )
+                    )
+                    for k, v in f.attributes.items()
+                )
         return out
 
     @staticmethod

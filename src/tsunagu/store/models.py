@@ -120,6 +120,11 @@ interactions = Table(
 #: attribute filters); SQLite has no equivalent, so it is not part of :data:`metadata`.
 PG_ATTRIBUTES_INDEX = "ix_interactions_attributes_gin"
 
+#: Created by migration 0006 on SQLite only: one row per string-valued attribute, kept by
+#: triggers on ``interactions`` (SQLite cannot index inside JSON for any key). Not part of
+#: :data:`metadata` for the same reason as the GIN index; searched with :func:`text`.
+SQLITE_ATTRIBUTE_INDEX = "interaction_attributes"
+
 interaction_legs = Table(
     "interaction_legs",
     metadata,
