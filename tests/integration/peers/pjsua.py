@@ -403,6 +403,26 @@ class PjsuaCall:
         value = self.agent.command("stop_record", call=self.name)
         return Path(value["file"]) if value and value.get("file") else None
 
+    def hold(self) -> None:
+        self.agent.command("hold", call=self.name)
+
+    def unhold(self) -> None:
+        self.agent.command("unhold", call=self.name)
+
+    def xfer(self, uri: str) -> None:
+        """REFER this call to ``uri``, exactly as given."""
+        self.agent.command("xfer", call=self.name, uri=uri)
+
+    def xfer_replaces(self, dest: PjsuaCall) -> None:
+        """Attended transfer: REFER this call to ``dest``'s peer, replacing ``dest``."""
+        self.agent.command("xfer_replaces", call=self.name, dest=dest.name)
+
+    def wait_transfer_final(self, timeout: float = 15.0) -> Event:
+        """The final NOTIFY of the REFER sent on this call (its sipfrag status)."""
+        return self.agent.wait_event(
+            "transfer_status", timeout, match={"call": self.name, "final": True}
+        )
+
     def _is_end(self, event: Event) -> bool:
         return (
             event.get("event") == "call_state"
