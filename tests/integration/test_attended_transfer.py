@@ -197,10 +197,53 @@ def test_replaces_naming_an_unknown_dialog_leaves_everything_up(
     assert abs(tone_at_end(agent_b.heard()[-1]) - A_HZ) < 15  # B still talks to A
     ends = [e for e in agent_a.agent.events() if e.get("state") == "DISCONNECTED"]
     assert not ends, ends
-    consult.hangup()
+    # B ends the consultation, A takes the customer off hold: they talk again.
+    mark = demo_server.log_mark()
+    agent_b.hangup()
+    consult.wait_disconnected(timeout=10)
+    customer_call.unhold()
+    demo_server.wait_log(lambda line: line.get("msg") == "call resumed", since=mark)
+    time.sleep(3)
     caller_phone.hangup()
     customer_call.wait_disconnected(timeout=10)
+    rate, samples = read_mono(caller_phone.heard()[-1])
+    heard = labels(samples, rate)
+    assert "AAA" in heard[heard.rindex("M") :], heard
     (inbound,) = [r for r in wait_records(demo_server, 2) if r.interaction.direction == "inbound"]
     failed = [e for e in inbound.events if e.type == "transfer.failed"]
     assert failed and failed[0].data["status"] == 481
     assert not inbound.interaction.transfers
+    assert inbound.interaction.agents_answered == ("1001",)
+
+
+def test_replaces_naming_a_consultation_still_ringing_is_refused(
+    demo_server: TsunaguServer,
+    agent_a: PjsuaAccount,
+    agent_phone: Callable[..., BaresipUA],
+    caller_phone: BaresipUA,
+) -> None:
+    """The consultation rings (B has not answered): our leg to A is an early dialog A
+    initiated, so the transfer fails with 481 (RFC 3891 §3); the customer stays held, B's
+    phone keeps ringing until A gives up."""
+    agent_b = agent_phone("1002", answermode="manual")
+    customer_call = customer_held_with_a(demo_server, agent_a, agent_b, caller_phone)
+    since = agent_b.mark()
+    consult = agent_a.call(f"sip:1002@127.0.0.1:{demo_server.sip_port}")
+    consult.wait_state("EARLY", timeout=15)
+    customer_call.xfer_replaces(consult)
+    final = customer_call.wait_transfer_final()
+    assert final["code"] == 481, final
+    time.sleep(2)
+    rate, samples = read_mono(caller_phone.heard()[-1])
+    last = labels(samples[-3 * rate :], rate)
+    assert last.count("M") >= 2 and "B" not in last, last
+    assert not [e for e in agent_b.events()[since:] if e.type == "CALL_ESTABLISHED"]
+    consult.hangup()
+    consult.wait_disconnected(timeout=10)
+    caller_phone.hangup()
+    customer_call.wait_disconnected(timeout=10)
+    done = wait_records(demo_server, 2)
+    inbound = next(r for r in done if r.interaction.direction == "inbound")
+    internal = next(r for r in done if r.interaction.direction == "internal")
+    assert inbound.interaction.agents_answered == ("1001",)
+    assert internal.interaction.disposition == "abandoned"

@@ -474,8 +474,12 @@ class AgentCall(pj.Call):  # type: ignore[misc]
         if active:
             if self.player is None and self.play_file:
                 self.start_player(loop=True)
+            elif self.player is not None:  # a re-INVITE (hold, resume) renews the stream
+                self.player.startTransmit(self.audio)
             if self.recorder is None and self.record_file:
                 self.start_recorder()
+            elif self.recorder is not None:
+                self.audio.startTransmit(self.recorder)
 
     @_guarded
     def onCallTransferStatus(self, prm: Any) -> None:
