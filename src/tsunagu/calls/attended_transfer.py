@@ -142,6 +142,13 @@ class AttendedTransfers(ControllerHost):
         """Move ``kept`` from ``consult`` to ``call``, then let the transferor's legs go."""
         target = kept.agent_id
         now = self._now()
+        if kept.ended.done() or replaced.ended.done() or call.caller_leg is None:
+            # The consultation ended between the REFER and this task (a BYE crossed it).
+            self._notify(transferor, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
+            return
+        if call.caller_leg.ended.done():  # the customer hung up meanwhile
+            self._notify(transferor, "SIP/2.0 487 Request Terminated", final=True)
+            return
         call.record.event("transfer.requested", by=transferor.agent_id, to=target, attended=True)
         # The consultation lets go of the colleague's leg: it will not hang it up nor
         # close its media when the transferor's leg ends below.
