@@ -132,6 +132,9 @@ def test_attended_transfer_hands_the_customer_to_the_consulted_agent(
     now = states(demo_server)
     assert now["1002"] == "on_call"  # now on the customer's call
     assert now["1001"] in ("wrap_up", "available"), now
+    (live,) = demo_server.api("/api/v1/calls")
+    assert (live["agent"], live["state"]) == ("1002", "talking")
+    mark = demo_server.log_mark()
     caller_phone.hangup()
     agent_b.wait_event("CALL_CLOSED", timeout=10)
 
@@ -168,7 +171,7 @@ def test_attended_transfer_hands_the_customer_to_the_consulted_agent(
     assert "AA" in on_agent and "BB" in on_agent[on_agent.index("AA") :], on_agent
     assert abs(dominant_frequency(channels[0][-2 * rate :], rate) - CUSTOMER_HZ) < 15
 
-    demo_server.wait_log(is_available("1002"), timeout=20)  # after wrap-up
+    demo_server.wait_log(is_available("1002"), timeout=20, since=mark)  # after wrap-up
 
 
 def test_replaces_naming_an_unknown_dialog_leaves_everything_up(
