@@ -172,6 +172,9 @@ def test_attended_transfer_hands_the_customer_to_the_consulted_agent(
     assert abs(dominant_frequency(channels[0][-2 * rate :], rate) - CUSTOMER_HZ) < 15
 
     demo_server.wait_log(is_available("1002"), timeout=20, since=mark)  # after wrap-up
+    # Every state above came from the call path, none from a reconciler repair.
+    repaired = [x for x in demo_server.logs() if x.get("msg") == "presence repaired"]
+    assert not repaired, repaired
 
 
 def test_replaces_naming_an_unknown_dialog_leaves_everything_up(
@@ -250,3 +253,47 @@ def test_replaces_naming_a_consultation_still_ringing_is_refused(
     internal = next(r for r in done if r.interaction.direction == "internal")
     assert inbound.interaction.agents_answered == ("1001",)
     assert internal.interaction.disposition == "abandoned"
+
+
+def test_attended_transfer_of_a_colleagues_call_keeps_direct_call_states(
+    demo_server: TsunaguServer,
+    agent_a: PjsuaAccount,
+    agent_phone: Callable[..., BaresipUA],
+) -> None:
+    """The call A transfers is itself an extension call (1003 called 1001): afterwards
+    1003 talks to 1002; 1001 is available at once, and 1002 and 1003 are available again
+    at once when they hang up (direct calls have no wrap-up)."""
+    agent_b = agent_phone("1002")
+    colleague = agent_phone("1003")
+    colleague.call_and_wait(f"sip:1001@127.0.0.1:{demo_server.sip_port}", timeout=20)
+    a_call = agent_a.wait_incoming(timeout=10)
+    a_call.wait_confirmed(timeout=10)
+    time.sleep(1.5)
+    mark = demo_server.log_mark()
+    a_call.hold()
+    demo_server.wait_log(lambda line: line.get("msg") == "call held", since=mark)
+    time.sleep(1.5)
+    consult = consult_b(demo_server, agent_a, agent_b)
+    a_call.xfer_replaces(consult)
+    assert a_call.wait_transfer_final()["code"] == 200
+    a_call.wait_disconnected(timeout=10)
+    consult.wait_disconnected(timeout=10)
+    time.sleep(2.5)
+    now = states(demo_server)
+    assert (now["1001"], now["1002"], now["1003"]) == ("available", "on_call", "on_call"), now
+    mark = demo_server.log_mark()
+    colleague.hangup()
+    agent_b.wait_event("CALL_CLOSED", timeout=10)
+    for agent in ("1002", "1003"):
+        demo_server.wait_log(is_available(agent), since=mark)
+    # Freed by the call's end itself, not repaired later by the reconciler.
+    repaired = [x for x in demo_server.logs()[mark:] if x.get("msg") == "presence repaired"]
+    assert not repaired, repaired
+    rate, samples = read_mono(colleague.heard()[-1])
+    heard = labels(samples, rate)
+    assert "AA" in heard and "BBBB" in heard[heard.index("AA") :], heard
+    assert abs(tone_at_end(agent_b.heard()[-1]) - B_HZ) < 15  # 1003's 1000 Hz, not A's 700
+    done = wait_records(demo_server, 2)
+    (moved,) = [r for r in done if r.interaction.transfers]
+    assert {"1001", "1002"} <= set(moved.interaction.agents_answered)
+    assert moved.interaction.transfers[0]["kind"] == "attended"

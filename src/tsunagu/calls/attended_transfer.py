@@ -157,8 +157,14 @@ class AttendedTransfers(ControllerHost):
         consult.record.event("transferred", to=call.id, agent=target)
         if target in consult.busy_agents:
             consult.busy_agents.remove(target)
+        # The customer's call may itself be an extension-to-extension call (a colleague
+        # called the agent): then both agents' ACD states follow it as a direct call.
+        direct = transferor.agent_id in call.busy_agents
+        took = False
         with contextlib.suppress(AcdError):
-            self.acd.take_over_call(target, consult.id, call.id, call.queue, now)
+            took = self.acd.take_over_call(target, consult.id, call.id, call.queue, now)
+        if direct and took:
+            call.busy_agents.append(target)
         await replaced.media.unbridge()
         # The leg joins the customer's record under a new id (ids are the store's keys).
         kept.leg_id = call.new_leg_id("agent")
@@ -174,6 +180,10 @@ class AttendedTransfers(ControllerHost):
         replaced.hangup()
         if old is not None:
             old.hangup()
-            with contextlib.suppress(AcdError):
-                self.acd.call_ended(old.agent_id, self._now())
+            with contextlib.suppress(AcdError, ValueError):
+                if direct:
+                    call.busy_agents.remove(old.agent_id)
+                    self.acd.end_direct_call(old.agent_id, call.id, self._now())
+                else:
+                    self.acd.call_ended(old.agent_id, self._now())
         self._pump()
