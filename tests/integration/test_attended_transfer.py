@@ -297,3 +297,33 @@ def test_attended_transfer_of_a_colleagues_call_keeps_direct_call_states(
     (moved,) = [r for r in done if r.interaction.transfers]
     assert {"1001", "1002"} <= set(moved.interaction.agents_answered)
     assert moved.interaction.transfers[0]["kind"] == "attended"
+
+
+def test_refer_sent_on_the_consultation_transfers_the_same_way(
+    demo_server: TsunaguServer,
+    agent_a: PjsuaAccount,
+    agent_phone: Callable[..., BaresipUA],
+    caller_phone: BaresipUA,
+) -> None:
+    """Some phones REFER the transfer target instead: the REFER comes on the consultation
+    and its Replaces names the customer's dialog. The outcome is the same, and the
+    NOTIFYs go on the dialog the REFER came on."""
+    agent_b = agent_phone("1002")
+    customer_call = customer_held_with_a(demo_server, agent_a, agent_b, caller_phone)
+    consult = consult_b(demo_server, agent_a, agent_b)
+    consult.xfer_replaces(customer_call)
+    final = consult.wait_transfer_final()
+    assert final["code"] == 200, final
+    customer_call.wait_disconnected(timeout=10)
+    consult.wait_disconnected(timeout=10)
+    time.sleep(3)
+    assert states(demo_server)["1002"] == "on_call"
+    caller_phone.hangup()
+    agent_b.wait_event("CALL_CLOSED", timeout=10)
+    rate, samples = read_mono(caller_phone.heard()[-1])
+    heard = labels(samples, rate)
+    assert "BBBB" in heard[heard.index("MM") :], heard
+    assert abs(tone_at_end(agent_b.heard()[-1]) - CUSTOMER_HZ) < 15
+    (inbound,) = [r for r in wait_records(demo_server, 2) if r.interaction.direction == "inbound"]
+    (transfer,) = inbound.interaction.transfers
+    assert (transfer["kind"], transfer["from"], transfer["to"]) == ("attended", "1001", "1002")

@@ -3,7 +3,8 @@ has just consulted (RFC 5589 §7), naming that consultation with Replaces (RFC 3
 
 What the agent does: put the customer on hold, call the colleague (an internal call,
 :mod:`.internal`), talk, press "transfer". The phone then sends, on the *customer's*
-dialog, ``REFER`` with ``Refer-To: <sip:B@…?Replaces=<consult dialog>>``. Between phones
+dialog, ``REFER`` with ``Refer-To: <sip:B@…?Replaces=<consult dialog>>`` (some phones
+send it on the consultation instead, naming the customer's dialog; same outcome). Between phones
 the customer's phone would INVITE B with that Replaces and B would swap the dialogs; here
 both dialogs end at Tsunagu (a B2BUA), so we do what B and the customer's phone would
 have done, without a new INVITE to anyone: the colleague's already-answered leg of the
@@ -63,46 +64,67 @@ class AttendedTransfers(ControllerHost):
     if TYPE_CHECKING:
 
         def _notify(self, leg: SipLeg, sipfrag: str, *, final: bool) -> None: ...
+        def _call_of(self, leg: SipLeg) -> Call | None: ...
 
     def _attended_refer(
         self, call: Call, leg: SipLeg, tx_id: str, request: SipRequest, replaces: Replaces
     ) -> None:
-        """REFER with Replaces on the customer's call ``call`` from its agent's ``leg``:
-        202, then the hand-over runs as a task and reports through NOTIFY."""
-        self.core.respond(tx_id, make_response(request, 202), self._now())
-        self._notify(leg, "SIP/2.0 100 Trying", final=False)
-        try:
-            consult, replaced, kept = self._find_consult(call, leg, replaces)
-        except ConsultRefusedError as exc:
-            log.info(
-                "attended transfer refused",
-                extra={"interaction": call.id, "status": exc.status, "reason": exc.reason},
-            )
-            call.record.event(
-                "transfer.failed", attended=True, status=exc.status, reason=exc.reason
-            )
-            self._notify(leg, f"SIP/2.0 {exc.status} {exc.reason}", final=True)
+        """REFER with Replaces from an agent's phone, on ``leg`` of ``call``: 202, then
+        the hand-over runs as a task and reports through NOTIFY on ``leg``.
+
+        Phones send it on either dialog (RFC 5589 §7 shows the REFER to the transferee;
+        some phones REFER the transfer target instead, naming the customer's dialog in
+        Replaces): on the customer's dialog, the Replaces names the consultation; on the
+        consultation, it names the customer's dialog. Either way the customer meets the
+        colleague. A REFER on a leg that is neither is a 403, as for a blind transfer."""
+        now = self._now()
+        named = self.legs.dialogs.get(replaces.dialog_id)
+        on_customer = leg is call.agent_leg and call.bridged.is_set()
+        if not on_customer and not _consult(call):
+            self.core.respond(tx_id, make_response(request, 403, "Nothing to transfer"), now)
             return
-        self._spawn(
-            self._attended_transfer(call, leg, consult, replaced, kept),
-            f"attended-transfer-{call.id}",
+        self.core.respond(tx_id, make_response(request, 202), now)
+        self._notify(leg, "SIP/2.0 100 Trying", final=False)
+        # (customer's call, transferor's leg of it, transferor's leg of the consultation)
+        orientations: list[tuple[Call, SipLeg, SipLeg]] = []
+        if on_customer and named is not None:
+            orientations.append((call, leg, named))
+        named_call = self._call_of(named) if named is not None else None
+        if _consult(call) and named is not None and named_call is not None:
+            orientations.append((named_call, named, leg))  # the REFER came on the consultation
+        refused: ConsultRefusedError | None = None
+        for customer, transferor, replaced in orientations:
+            if transferor is not customer.agent_leg or not customer.bridged.is_set():
+                continue
+            try:
+                consult, kept = self._find_consult(customer, transferor, replaced, replaces)
+            except ConsultRefusedError as exc:
+                refused = refused or exc
+                continue
+            self._spawn(
+                self._attended_transfer(customer, transferor, consult, replaced, kept, notify=leg),
+                f"attended-transfer-{customer.id}",
+            )
+            return
+        refused = refused or ConsultRefusedError(481, "Call/Transaction Does Not Exist")
+        log.info(
+            "attended transfer refused",
+            extra={"interaction": call.id, "status": refused.status, "reason": refused.reason},
         )
+        call.record.event(
+            "transfer.failed", attended=True, status=refused.status, reason=refused.reason
+        )
+        self._notify(leg, f"SIP/2.0 {refused.status} {refused.reason}", final=True)
 
     def _find_consult(
-        self, call: Call, transferor: SipLeg, replaces: Replaces
-    ) -> tuple[Call, SipLeg, SipLeg]:
-        """The consultation named by ``replaces``: its call, the transferor's leg of it
-        (replaced, to be hung up) and the colleague's leg (kept, to meet the customer)."""
-        replaced = self.legs.dialogs.get(replaces.dialog_id)
+        self, call: Call, transferor: SipLeg, replaced: SipLeg, replaces: Replaces
+    ) -> tuple[Call, SipLeg]:
+        """The consultation holding ``replaced`` (the transferor's leg of it, to be hung
+        up) and its colleague's leg (kept, to meet the customer of ``call``)."""
         consult = next(
-            (
-                c
-                for c in self.calls.values()
-                if replaced is not None and replaced in (c.caller_leg, c.agent_leg)
-            ),
-            None,
+            (c for c in self.calls.values() if replaced in (c.caller_leg, c.agent_leg)), None
         )
-        if replaced is None or consult is None or consult is call:
+        if consult is None or consult is call:
             raise ConsultRefusedError(481, "Call/Transaction Does Not Exist")
         session = replaced.session
         if (
@@ -124,30 +146,34 @@ class AttendedTransfers(ControllerHost):
             colleague = consult.caller_number
         if owner != transferor.agent_id:
             raise ConsultRefusedError(403, "Forbidden")
-        if (
-            kept is None
-            or kept.ended.done()
-            or consult.direction != "internal"
-            or consult.queue is not None
-            or colleague not in self.agent_ids
-        ):
+        if kept is None or kept.ended.done() or not _consult(consult):
+            raise ConsultRefusedError(488, "Not Acceptable Here")
+        if colleague not in self.agent_ids:
             raise ConsultRefusedError(488, "Not Acceptable Here")
         if not kept.agent_id:
             kept.agent_id = colleague
-        return consult, replaced, kept
+        return consult, kept
 
     async def _attended_transfer(
-        self, call: Call, transferor: SipLeg, consult: Call, replaced: SipLeg, kept: SipLeg
+        self,
+        call: Call,
+        transferor: SipLeg,
+        consult: Call,
+        replaced: SipLeg,
+        kept: SipLeg,
+        *,
+        notify: SipLeg,
     ) -> None:
-        """Move ``kept`` from ``consult`` to ``call``, then let the transferor's legs go."""
+        """Move ``kept`` from ``consult`` to ``call``, then let the transferor's legs go;
+        ``notify`` is the leg the REFER came on (its subscription gets the outcome)."""
         target = kept.agent_id
         now = self._now()
         if kept.ended.done() or replaced.ended.done() or call.caller_leg is None:
             # The consultation ended between the REFER and this task (a BYE crossed it).
-            self._notify(transferor, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
+            self._notify(notify, "SIP/2.0 481 Call/Transaction Does Not Exist", final=True)
             return
         if call.caller_leg.ended.done():  # the customer hung up meanwhile
-            self._notify(transferor, "SIP/2.0 487 Request Terminated", final=True)
+            self._notify(notify, "SIP/2.0 487 Request Terminated", final=True)
             return
         call.record.event("transfer.requested", by=transferor.agent_id, to=target, attended=True)
         # The consultation lets go of the colleague's leg: it will not hang it up nor
@@ -176,7 +202,7 @@ class AttendedTransfers(ControllerHost):
             "attended transfer",
             extra={"interaction": call.id, "from": transferor.agent_id, "to": target},
         )
-        self._notify(transferor, "SIP/2.0 200 OK", final=True)
+        self._notify(notify, "SIP/2.0 200 OK", final=True)
         replaced.hangup()
         if old is not None:
             old.hangup()
@@ -187,3 +213,15 @@ class AttendedTransfers(ControllerHost):
                 else:
                     self.acd.call_ended(old.agent_id, self._now())
         self._pump()
+
+
+def _consult(call: Call) -> bool:
+    """Whether ``call`` can be a consultation: an extension-to-extension call (no queue),
+    both legs present."""
+    return (
+        call.direction == "internal"
+        and call.queue is None
+        and call.caller_leg is not None
+        and call.agent_leg is not None
+        and bool(call.busy_agents or call.agent_leg.agent_id)
+    )

@@ -61,11 +61,11 @@ class TransferControl(AttendedTransfers, ControllerHost):
         if target is None:
             self.core.respond(tx_id, make_response(request, 400, "Refer-To missing"), now)
             return
+        if replaces is not None and call is not None:
+            self._attended_refer(call, leg, tx_id, request, replaces)
+            return
         if call is None or leg is not call.agent_leg or not call.bridged.is_set():
             self.core.respond(tx_id, make_response(request, 403, "Nothing to transfer"), now)
-            return
-        if replaces is not None:
-            self._attended_refer(call, leg, tx_id, request, replaces)
             return
         self.core.respond(tx_id, make_response(request, 202), now)
         self._spawn(self._blind_transfer(call, leg, target), f"transfer-{call.id}")
