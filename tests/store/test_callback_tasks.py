@@ -153,7 +153,7 @@ async def test_upgrade_from_0004_adds_the_table_and_keeps_dead_letters(empty_url
             created_at=T0,
             dead_at=T0,
         )
-        with pytest.raises(Exception):  # noqa: B017, PT011 - no such table yet
+        with pytest.raises(Exception):  # noqa: B017 - no such table yet
             await old.callback_tasks.open_tasks()
     finally:
         await old.close()

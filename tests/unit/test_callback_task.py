@@ -20,20 +20,20 @@ from tsunagu.calls.callback_task import (
     step,
 )
 
-S, I = TaskState, TaskInput
+S, E = TaskState, TaskInput
 POLICY = RetryPolicy(max_attempts=3, retry_after_s=120.0)
 
 
 @pytest.mark.parametrize(
     ("state", "event", "expected"),
     [
-        (S.PENDING, I.OFFER, TaskStep(S.DIALLING, 1, None)),
-        (S.PENDING, I.CANCEL, TaskStep(S.CANCELLED, 1, None)),
-        (S.DIALLING, I.CONNECTED, TaskStep(S.DONE, 1, None)),
-        (S.DIALLING, I.NO_ANSWER, TaskStep(S.PENDING, 2, 1120.0)),
-        (S.DIALLING, I.EXHAUSTED, TaskStep(S.FAILED, 2, None)),
-        (S.DIALLING, I.AGENT_LOST, TaskStep(S.PENDING, 1, None)),
-        (S.DIALLING, I.INTERRUPTED, TaskStep(S.PENDING, 1, None)),
+        (S.PENDING, E.OFFER, TaskStep(S.DIALLING, 1, None)),
+        (S.PENDING, E.CANCEL, TaskStep(S.CANCELLED, 1, None)),
+        (S.DIALLING, E.CONNECTED, TaskStep(S.DONE, 1, None)),
+        (S.DIALLING, E.NO_ANSWER, TaskStep(S.PENDING, 2, 1120.0)),
+        (S.DIALLING, E.EXHAUSTED, TaskStep(S.FAILED, 2, None)),
+        (S.DIALLING, E.AGENT_LOST, TaskStep(S.PENDING, 1, None)),
+        (S.DIALLING, E.INTERRUPTED, TaskStep(S.PENDING, 1, None)),
     ],
 )
 def test_allowed_moves(state: TaskState, event: TaskInput, expected: TaskStep) -> None:
@@ -44,7 +44,7 @@ def test_everything_else_is_refused_loudly() -> None:
     refused = [
         (s, e) for s, e in itertools.product(TaskState, TaskInput) if (s, e) not in TRANSITIONS
     ]
-    assert (S.DIALLING, I.CANCEL) in refused  # the agent is on the line: hang up instead
+    assert (S.DIALLING, E.CANCEL) in refused  # the agent is on the line: hang up instead
     for state in FINAL_STATES:
         assert all((state, e) in refused for e in TaskInput)  # final means final
     for state, event in refused:
@@ -56,7 +56,7 @@ def test_three_unanswered_attempts_fail_the_task() -> None:
     state, attempts, now = S.PENDING, 0, 0.0
     seen = []
     while state not in FINAL_STATES:
-        state = step(state, attempts, I.OFFER, now, POLICY).state
+        state = step(state, attempts, E.OFFER, now, POLICY).state
         moved = step(state, attempts, customer_missed(attempts, POLICY), now, POLICY)
         state, attempts = moved.state, moved.attempts
         seen.append((state, moved.not_before))
@@ -66,4 +66,4 @@ def test_three_unanswered_attempts_fail_the_task() -> None:
 
 
 def test_one_attempt_policy_fails_at_once() -> None:
-    assert customer_missed(0, RetryPolicy(max_attempts=1)) is I.EXHAUSTED
+    assert customer_missed(0, RetryPolicy(max_attempts=1)) is E.EXHAUSTED

@@ -46,16 +46,16 @@ class TaskInput(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-S, I = TaskState, TaskInput
+S, E = TaskState, TaskInput
 
 TRANSITIONS: dict[tuple[TaskState, TaskInput], TaskState] = {
-    (S.PENDING, I.OFFER): S.DIALLING,
-    (S.PENDING, I.CANCEL): S.CANCELLED,
-    (S.DIALLING, I.CONNECTED): S.DONE,
-    (S.DIALLING, I.NO_ANSWER): S.PENDING,
-    (S.DIALLING, I.EXHAUSTED): S.FAILED,
-    (S.DIALLING, I.AGENT_LOST): S.PENDING,
-    (S.DIALLING, I.INTERRUPTED): S.PENDING,
+    (S.PENDING, E.OFFER): S.DIALLING,
+    (S.PENDING, E.CANCEL): S.CANCELLED,
+    (S.DIALLING, E.CONNECTED): S.DONE,
+    (S.DIALLING, E.NO_ANSWER): S.PENDING,
+    (S.DIALLING, E.EXHAUSTED): S.FAILED,
+    (S.DIALLING, E.AGENT_LOST): S.PENDING,
+    (S.DIALLING, E.INTERRUPTED): S.PENDING,
 }
 
 FINAL_STATES = frozenset({S.DONE, S.FAILED, S.CANCELLED})
@@ -92,15 +92,15 @@ def step(
     new = TRANSITIONS.get((state, event))
     if new is None:
         raise CallbackTaskError(f"a {state.value} callback task cannot take {event.value!r}")
-    if event in (I.NO_ANSWER, I.EXHAUSTED):
+    if event in (E.NO_ANSWER, E.EXHAUSTED):
         attempts += 1
-    not_before = now + policy.retry_after_s if event is I.NO_ANSWER else None
+    not_before = now + policy.retry_after_s if event is E.NO_ANSWER else None
     return TaskStep(new, attempts, not_before)
 
 
 def customer_missed(attempts: int, policy: RetryPolicy) -> TaskInput:
     """The customer did not answer attempt ``attempts + 1``: retry, or give up."""
-    return I.EXHAUSTED if attempts + 1 >= policy.max_attempts else I.NO_ANSWER
+    return E.EXHAUSTED if attempts + 1 >= policy.max_attempts else E.NO_ANSWER
 
 
 __all__ = [
