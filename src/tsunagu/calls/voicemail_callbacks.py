@@ -223,7 +223,12 @@ class VoicemailCallbacks(ControllerHost):
 
     async def _dial_task(self, live: LiveTask, agent_id: str) -> None:
         try:
-            await self._advance(live, TaskInput.OFFER, last_agent=agent_id)
+            await self._advance(
+                live,
+                TaskInput.OFFER,
+                last_agent=agent_id,
+                last_interaction_id=live.attempt_id,
+            )
         except (StoreError, CallbackTaskError):
             # Cancelled meanwhile (the cancel took it out of the ACD), or the store failed.
             log.info("callback task offer dropped", extra={"task": live.task.id})
