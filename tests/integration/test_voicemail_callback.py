@@ -219,3 +219,65 @@ def test_a_customer_who_never_answers_is_retried_then_failed(
     thread = next(r for r in records(server) if r.interaction.id == voicemail.interaction.id)
     types = [e.type for e in thread.events]
     assert types.count("callback.attempt_failed") == 1 and types.count("callback.failed") == 1
+
+
+ROUTED = """
+name: try-queue
+version: 1
+start: queue
+blocks:
+  queue:
+    type: TransferToQueue
+    queue: sales
+    on_failure: message
+  message:
+    type: Voicemail
+    text: Message please.
+    language: en
+    max_seconds: 3
+"""
+PLAIN = """
+name: plain-message
+version: 1
+start: message
+blocks:
+  message:
+    type: Voicemail
+    text: Message please.
+    language: en
+    max_seconds: 3
+"""
+
+
+def test_a_block_without_queue_uses_the_queue_tried_else_leaves_it_unassigned(
+    *,
+    tmp_path: Path,
+    tsunagu_factory: Callable[..., TsunaguServer],
+    baresip_factory: Callable[..., BaresipUA],
+    caller_tone: Path,
+) -> None:
+    config = demo_center()
+    for name, text, number in (
+        ("try-queue", ROUTED, "0312340001"),
+        ("plain-message", PLAIN, "0312340002"),
+    ):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        config["flows"].append({"file": str(path)})
+        config["numbers"].append({"number": number, "flow": name})
+    server = tsunagu_factory(config=config)
+    caller = baresip_factory(BaresipAccount(CALLER), caller_tone, name="caller")
+    for number in ("0312340001", "0312340002"):
+        since = caller.mark()
+        caller.call_and_wait(f"sip:{number}@127.0.0.1:{server.sip_port}")
+        caller.wait_event("CALL_CLOSED", timeout=30, since=since)  # 3 s, then we hang up
+    found = wait_records(server, 2, timeout=20)
+    by_number = {r.interaction.dialled: r.interaction.id for r in found}
+    tasks = server.api("/api/v1/callbacks")["items"]
+    queues = {t["voicemail_interaction_id"]: t["queue"] for t in tasks}
+    # Nobody of "sales" was logged in, so the queue refused the caller: its agents call back.
+    assert queues[by_number["0312340001"]] == "sales"
+    assert queues[by_number["0312340002"]] is None  # never queued: unassigned, kept
+    unassigned = server.api("/api/v1/callbacks?unassigned=true")["items"]
+    assert [t["voicemail_interaction_id"] for t in unassigned] == [by_number["0312340002"]]
+    assert {t["state"] for t in tasks} == {"pending"}

@@ -70,6 +70,9 @@ class Call:
         self.agent_leg: SipLeg | None = None
         self.offers: dict[str, SipLeg] = {}
         self.queue: str | None = None
+        #: The last queue the flow sent the caller to, even one that refused them (no
+        #: agent logged in): whose agents call back a voicemail left after it.
+        self.last_queue: str | None = None
         self.queued_at: float | None = None
         self.disposition: Disposition | None = None
         self.recording: Recording | None = None

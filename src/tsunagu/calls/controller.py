@@ -223,6 +223,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl, VoicemailC
         )
 
     async def close(self) -> None:
+        self.stop_callback_timers()
         for call in list(self.calls.values()):
             for leg in (call.caller_leg, call.agent_leg, *call.offers.values()):
                 if leg is not None:
@@ -424,6 +425,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl, VoicemailC
         settings = self.center.queues.get(queue)
         if settings is None:
             return f"unknown queue {queue!r}"
+        call.last_queue = queue
         if not self._anyone_on_duty(queue):
             return "no agent of the queue is logged in"
         call.queue = queue

@@ -84,13 +84,19 @@ class VoicemailCallbacks(ControllerHost):
     # -- a message becomes a task ---------------------------------------------------------
     def voicemail_left(self, call: Call, recording: str, queue: str | None) -> None:
         """The caller of ``call`` left a message in ``recording``: keep a task for
-        ``queue`` (the block's), else the queue the caller last waited in, else none
-        (unassigned: kept and listed for supervisors, never dialled)."""
+        ``queue`` (the block's), else the queue the caller last waited in or was refused
+        by, else none (unassigned: kept and listed for supervisors, never dialled)."""
         store = self.callback_tasks
         number = call.caller_number
-        queue = queue or call.queue
-        if store is None or not recording or not _DIALLABLE.match(number or ""):
-            reason = "no store" if store is None else "no number to call back"
+        queue = queue or call.queue or call.last_queue
+        reason = None
+        if store is None:
+            reason = "no store"
+        elif call.direction != "inbound":
+            reason = "not a call from outside"  # an agent's phone: nothing to dial back
+        elif not recording or not _DIALLABLE.match(number or ""):
+            reason = "no number to call back"
+        if reason is not None or store is None:
             call.record.event("callback.not_created", reason=reason)
             return
 
@@ -121,6 +127,13 @@ class VoicemailCallbacks(ControllerHost):
         if tasks:
             log.info("callback tasks restored", extra={"tasks": len(tasks)})
         return len(tasks)
+
+    def stop_callback_timers(self) -> None:
+        """At shutdown: no retry fires into a closing loop (the tasks stay stored)."""
+        for live in self.live_tasks.values():
+            if live.timer is not None:
+                live.timer.cancel()
+                live.timer = None
 
     def _adopt(self, task: CallbackTask) -> None:
         live = LiveTask(task)

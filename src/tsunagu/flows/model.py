@@ -526,7 +526,8 @@ class VoicemailBlock(_Spoken):
     """Records a message and leaves a callback task; then ``next``, or disconnect.
 
     ``queue``: whose agents call back. Without it the task goes to the queue the caller
-    last waited in (a queue's fallback flow offering voicemail needs no queue of its own);
+    last waited in or tried (a queue's fallback flow, or a ``TransferToQueue``'s
+    ``on_failure``, offering voicemail needs no queue of its own);
     a caller who never queued leaves an unassigned task that supervisors see and cancel.
     """
 
