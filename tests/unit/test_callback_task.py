@@ -27,7 +27,7 @@ POLICY = RetryPolicy(max_attempts=3, retry_after_s=120.0)
 @pytest.mark.parametrize(
     ("state", "event", "expected"),
     [
-        (S.PENDING, E.OFFER, TaskStep(S.DIALLING, 1, None)),
+        (S.PENDING, E.TAKEN, TaskStep(S.DIALLING, 1, None)),
         (S.PENDING, E.CANCEL, TaskStep(S.CANCELLED, 1, None)),
         (S.DIALLING, E.CONNECTED, TaskStep(S.DONE, 1, None)),
         (S.DIALLING, E.NO_ANSWER, TaskStep(S.PENDING, 2, 1120.0)),
@@ -56,7 +56,7 @@ def test_three_unanswered_attempts_fail_the_task() -> None:
     state, attempts, now = S.PENDING, 0, 0.0
     seen = []
     while state not in FINAL_STATES:
-        state = step(state, attempts, E.OFFER, now, POLICY).state
+        state = step(state, attempts, E.TAKEN, now, POLICY).state
         moved = step(state, attempts, customer_missed(attempts, POLICY), now, POLICY)
         state, attempts = moved.state, moved.attempts
         seen.append((state, moved.not_before))

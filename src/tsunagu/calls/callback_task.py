@@ -9,17 +9,20 @@ seconds, because a retry time must mean the same after a restart) is passed in.
 States and inputs (:data:`TRANSITIONS`; an input not in the table is a loud
 :class:`CallbackTaskError`)::
 
-    pending ──offer──► dialling ──connected──► done       (customer answered, bridged)
+    pending ──taken──► dialling ──connected──► done       (customer answered, bridged)
       │                  ├──no_answer──► pending           (attempt counted; retry later)
       │                  ├──exhausted──► failed            (the last attempt failed)
-      │                  └──agent_lost─► pending           (no agent took it or the agent
-      │                                                     hung up before the customer
-      └──cancel──► cancelled                                was dialled: not an attempt)
+      │                  └──agent_lost─► pending           (the agent hung up during the
+      └──cancel──► cancelled                                message: not an attempt)
     dialling ──interrupted──► pending   (the server stopped mid-attempt: tried again)
+
+``taken``: an agent answered the ACD's offer (the ACD lets one agent win, even when a
+ring-all queue rings several). Agents rung who do not answer change nothing here: the task
+stays ``pending`` and the ACD offers it to the next agent, as it would a caller.
 
 ``no_answer`` versus ``exhausted`` is :func:`customer_missed`'s choice: an attempt is one
 call to the customer; after ``max_attempts`` of them the task is ``failed``. A task being
-dialled cannot be cancelled (the agent is already on the line); hang up instead.
+dialled cannot be cancelled (an agent has it on the line); hang up instead.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class TaskState(StrEnum):
 
 
 class TaskInput(StrEnum):
-    OFFER = "offer"
+    TAKEN = "taken"
     CONNECTED = "connected"
     NO_ANSWER = "no_answer"
     EXHAUSTED = "exhausted"
@@ -49,7 +52,7 @@ class TaskInput(StrEnum):
 S, E = TaskState, TaskInput
 
 TRANSITIONS: dict[tuple[TaskState, TaskInput], TaskState] = {
-    (S.PENDING, E.OFFER): S.DIALLING,
+    (S.PENDING, E.TAKEN): S.DIALLING,
     (S.PENDING, E.CANCEL): S.CANCELLED,
     (S.DIALLING, E.CONNECTED): S.DONE,
     (S.DIALLING, E.NO_ANSWER): S.PENDING,

@@ -235,20 +235,6 @@ class VoicemailCallbacks(ControllerHost):
         return call
 
     async def _dial_task(self, live: LiveTask, agent_id: str) -> None:
-        try:
-            await self._advance(
-                live,
-                TaskInput.OFFER,
-                last_agent=agent_id,
-                last_interaction_id=live.attempt_id,
-            )
-        except (StoreError, CallbackTaskError):
-            # Cancelled meanwhile (the cancel took it out of the ACD), or the store failed.
-            log.info("callback task offer dropped", extra={"task": live.task.id})
-            with contextlib.suppress(AcdError):
-                self.acd.agent_no_answer(agent_id, live.attempt_id or "", self._now())
-            self._pump()
-            return
         call = live.call
         if call is None:
             call = live.call = self._attempt_call(live)
@@ -264,14 +250,26 @@ class VoicemailCallbacks(ControllerHost):
         if leg is None or answered is None or not self.agent_answered(call, agent_id):
             if leg is not None and answered is not None:
                 leg.hangup()  # the offer was withdrawn while the answer was on its way
-            await self._agent_lost(live)
-            self._no_answer(call, agent_id)
+            self._no_answer(call, agent_id)  # the ACD offers the task to the next agent
             return
-        # The agent took it: the ACD entry is done; whatever happens now ends this call.
+        # The agent won the offer: the ACD entry is done; whatever happens now ends this call.
         if live.attempt_id is not None:
             self.task_attempts.pop(live.attempt_id, None)
         live.call = None
+        call.agent_leg = leg
         try:
+            try:
+                await self._advance(
+                    live, TaskInput.TAKEN, last_agent=agent_id, last_interaction_id=call.id
+                )
+            except (StoreError, CallbackTaskError):
+                # Cancelled while the agent's phone rang (or the store failed): let them go.
+                log.info("callback task taken after it was cancelled", extra={"task": live.task.id})
+                call.record.event("callback.cancelled", by="before the answer")
+                call.disposition = Disposition.FAILED
+                leg.hangup()
+                self._agent_done(call)
+                return
             await self._call_back(live, call, agent_id, leg)
         finally:
             await call.finish()
@@ -283,7 +281,6 @@ class VoicemailCallbacks(ControllerHost):
 
     async def _call_back(self, live: LiveTask, call: Call, agent_id: str, leg: SipLeg) -> None:
         task = live.task
-        call.agent_leg = leg
         # The reconciler counts the agent as talking while they hear the message and the
         # customer's phone rings, though nothing is bridged yet.
         call.busy_agents = [agent_id]
