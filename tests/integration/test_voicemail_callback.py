@@ -62,11 +62,14 @@ def customer_tone(tmp_path: Path) -> Path:
 
 
 def _server(
-    tsunagu_factory: Callable[..., TsunaguServer], tmp_path: Path, **queue: Any
+    tsunagu_factory: Callable[..., TsunaguServer],
+    tmp_path: Path,
+    flow_queue: str = "support",
+    **queue: Any,
 ) -> tuple[TsunaguServer, int]:
     customer_port = free_port(with_next=True)  # baresip binds TLS on the next port
     flow = tmp_path / "leave-message.yaml"
-    flow.write_text(FLOW)
+    flow.write_text(FLOW.replace("queue: support", f"queue: {flow_queue}"))
     config = demo_center(ring_timeout_s=10, **queue)
     config["trunks"][0]["port"] = customer_port  # the carrier delivers our callback here
     config["flows"].append({"file": str(flow)})
@@ -290,3 +293,33 @@ def test_a_block_without_queue_uses_the_queue_tried_else_leaves_it_unassigned(
     unassigned = server.api("/api/v1/callbacks?unassigned=true")["items"]
     assert [t["voicemail_interaction_id"] for t in unassigned] == [by_number["0312340002"]]
     assert {t["state"] for t in tasks} == {"pending"}
+
+
+def test_a_ring_all_queue_rings_every_agent_and_the_first_answer_takes_the_task(
+    *,
+    tmp_path: Path,
+    tsunagu_factory: Callable[..., TsunaguServer],
+    baresip_factory: Callable[..., BaresipUA],
+    caller_tone: Path,
+    customer_tone: Path,
+    login: Login,
+) -> None:
+    server, customer_port = _server(tsunagu_factory, tmp_path, flow_queue="sales")
+    _leave_message(server, baresip_factory, caller_tone)
+    customer = baresip_factory(
+        BaresipAccount(CALLER, answermode="auto"),
+        customer_tone,
+        name="customer",
+        sip_port=customer_port,
+    )
+    idle = login(server, "1002", "manual")  # rings, never answers
+    busy = login(server, "1003")  # "sales" rings both; 1003 answers
+    idle.wait_event("CALL_INCOMING", timeout=30)
+    busy.wait_event("CALL_ESTABLISHED", timeout=30)
+    idle.wait_event("CALL_CLOSED", timeout=20)  # withdrawn: answered elsewhere
+    customer.wait_event("CALL_ESTABLISHED", timeout=60)
+    customer.hangup()
+    task = _wait_task(server, lambda t: t["state"] == "done")
+    assert task["last_agent"] == "1003" and task["attempts"] == 0
+    agents = {a["id"]: a["state"] for a in server.api("/api/v1/agents")}
+    assert agents["1002"] == "available"  # losing the race is not a missed call
