@@ -138,7 +138,7 @@ def test_voicemail_is_called_back_agent_first_then_the_customer(
     customer_tone: Path,
     login: Login,
 ) -> None:
-    server, customer_port = _server(tsunagu_factory, tmp_path)
+    server, customer_port = _server(tsunagu_factory, tmp_path, caller_id="0312345678")
     voicemail = _leave_message(server, baresip_factory, caller_tone)
     (message,) = [r for r in voicemail.interaction.recordings if r["kind"] == "voicemail"]
     if restart:
@@ -168,6 +168,7 @@ def test_voicemail_is_called_back_agent_first_then_the_customer(
     assert link.data["interaction"] == voicemail.interaction.id
     (dialled,) = [e for e in callback.events if e.type == "callback.dialled"]
     assert dialled.data["number"] == CALLER
+    assert dialled.data["caller_id"] == "0312345678"  # the queue's, not the trunk's
     assert [r["kind"] for r in callback.interaction.recordings] == ["call"]
     # ... and the voicemail's timeline follows the thread.
     thread = next(r for r in records(server) if r.interaction.id == voicemail.interaction.id)
