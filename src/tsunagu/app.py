@@ -186,6 +186,7 @@ class Server:
             webhooks=self.webhooks,
             agent_states=self.store.agent_states,
             events=self.events,
+            callback_tasks=self.store.callback_tasks,
         )
         self.core.call_control = self.calls
         self.event_webhooks = WebhookDispatcher(
@@ -198,6 +199,7 @@ class Server:
         await self.transport.start(server.bind, server.sip_port)
         self.calls.local_port = self.transport.local_port
         self.calls.restore_presence()
+        await self.calls.restore_callback_tasks()
         self.calls.start_trunks()
         await self._start_api()
         self._housekeeping = asyncio.create_task(self._housekeep())
@@ -274,6 +276,7 @@ class Server:
                 recording_path=recording_path,
                 webhooks=self.event_webhooks.status,
                 redeliver=self.event_webhooks.redeliver,
+                cancel_callback=calls.cancel_callback,
                 events=self.events,
                 audit_path=server.data_dir / "audit.jsonl",
                 rate_limit=RateLimit(

@@ -287,6 +287,10 @@ class QueueSettings(_Section):
     #: Music on hold: a WAV file (relative to the config file) or empty for a tone.
     music_on_hold: Path | None = None
     caller_id: str | None = None
+    #: Voicemail callback tasks of this queue: calls to the customer before the task is
+    #: failed, and the wait between two unanswered calls (docs/FLOWS.md "Voicemail").
+    callback_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    callback_retry_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
     overflow: list[OverflowSettings] = []
     #: How often overflow thresholds are checked.
     overflow_check_s: Annotated[float, Field(gt=0, le=600)] = 5.0

@@ -50,6 +50,13 @@ async def _seed(store: Store) -> None:
         await store.history.update(i.id, queue="sales", queued_at=begin)
         await store.history.finish(i.id, "abandoned", ended_at=begin + timedelta(seconds=30))
     await store.config.put("queues", "sales", {"strategy": "longest_idle"}, "seed")
+    await store.callback_tasks.create(
+        voicemail_interaction_id=i.id,
+        caller="0312345678",
+        queue="sales",
+        recording="/var/recordings/vm.wav",
+        created_at=t0,
+    )
 
 
 class ServerThread(threading.Thread):
