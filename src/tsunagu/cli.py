@@ -100,4 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
+    except ConfigError as exc:
+        log.error("cannot start: the configuration store's state cannot run\n%s", exc)
+        return 2
     return 0

@@ -140,9 +140,7 @@ async def _apply(args: argparse.Namespace) -> int:
         if problems:
             _print_problems(f"{args.file}: refused, nothing written", problems)
             return EXIT_INVALID
-        diff = await config.apply(
-            desired, _actor(), dry_run=args.dry_run, base_revision=revision
-        )
+        diff = await config.apply(desired, _actor(), dry_run=args.dry_run, base_revision=revision)
     finally:
         await store.close()
     print(f"database: {safe_url(url)}")
@@ -192,9 +190,7 @@ async def _export(args: argparse.Namespace) -> int:
         f"# {secrets_note}\n"
         "# Load it with: tsunagu config apply FILE\n"
     )
-    text = header + yaml.safe_dump(
-        documents_to_config(docs), sort_keys=False, allow_unicode=True
-    )
+    text = header + yaml.safe_dump(documents_to_config(docs), sort_keys=False, allow_unicode=True)
     if args.output is None:
         sys.stdout.write(text)
     else:

@@ -107,15 +107,17 @@ def settings_to_documents(settings: Settings, source: str = "<config>") -> Docum
             docs[kind][name] = doc
     problems: list[tuple[str, str]] = []
     for i, entry in enumerate(settings.flows):
-        doc = _flow_entry_document(entry, settings.base_dir, f"flows[{i}]", problems)
-        if doc is not None:
-            docs["flows"][str(doc["name"])] = doc
+        flow = _flow_entry_document(entry, settings.base_dir, f"flows[{i}]", problems)
+        if flow is not None:
+            docs["flows"][str(flow["name"])] = flow
     if problems:
         raise ConfigError(source, problems)
     return {kind: dict(sorted(entities.items())) for kind, entities in docs.items()}
 
 
-def _item_document(kind: str, key: str, item: BaseModel, base_dir: Path) -> tuple[str, dict[str, Any]]:
+def _item_document(
+    kind: str, key: str, item: BaseModel, base_dir: Path
+) -> tuple[str, dict[str, Any]]:
     doc = item.model_dump(mode="json", exclude_defaults=True)
     raw_name = str(doc.pop(key))
     name = raw_name
@@ -265,7 +267,9 @@ def make_validator(*extra: Validator) -> Validator:
 # --- documents -> settings -> Center: the whole picture ---------------------------------
 
 
-def documents_to_settings(base: Settings, docs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> tuple[Settings, dict[str, dict[str, Any]]]:
+def documents_to_settings(
+    base: Settings, docs: Mapping[str, Mapping[str, Mapping[str, Any]]]
+) -> tuple[Settings, dict[str, dict[str, Any]]]:
     """``base`` (the YAML: server, SIP, media... sections) with its contact-center sections
     replaced by ``docs``, and the flow documents by name. :class:`ConfigError` with every
     document problem, named ``kind/name.field``."""
@@ -311,7 +315,7 @@ def center_from_documents(
     try:
         return build_center(settings, "configuration store", flow_documents=flows)
     except ConfigError as exc:
-        names = {kind: sorted((docs.get(kind) or {})) for kind in CENTER_KINDS}
+        names = {kind: sorted(docs.get(kind) or {}) for kind in CENTER_KINDS}
         raise ConfigError(
             exc.source, [(_named(path, names), message) for path, message in exc.problems]
         ) from None
