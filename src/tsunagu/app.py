@@ -28,7 +28,7 @@ from tsunagu.calls.controller import CallController
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center, build_center
 from tsunagu.center_config import CenterConfig
-from tsunagu.config_documents import make_validator
+from tsunagu.config_documents import make_validator, whole_picture_problems
 from tsunagu.events import EventBus, QueueFigures
 from tsunagu.events.webhooks import WebhookDispatcher
 from tsunagu.media.engine import LocalMediaEngine, MediaConfig
@@ -290,6 +290,7 @@ class Server:
                 redeliver=self.event_webhooks.redeliver,
                 events=self.events,
                 audit_path=server.data_dir / "audit.jsonl",
+                check_center=whole_picture_problems,
                 rate_limit=RateLimit(
                     self.settings.api.rate_limit.per_second, self.settings.api.rate_limit.burst
                 ),

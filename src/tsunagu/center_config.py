@@ -25,12 +25,12 @@ from typing import Any
 
 from tsunagu.center import Center
 from tsunagu.config_documents import (
-    CENTER_KINDS,
     Documents,
     center_documents,
     center_from_documents,
     settings_to_documents,
 )
+from tsunagu.config_kinds import CENTER_KINDS
 from tsunagu.settings import ConfigError, Settings
 from tsunagu.store import Change, RevisionConflictError, Store
 from tsunagu.store.config_diff import same_document

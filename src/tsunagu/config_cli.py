@@ -30,16 +30,13 @@ import yaml
 
 from tsunagu.api.users import validate_auth_document
 from tsunagu.config_documents import (
-    CENTER_KINDS,
     center_documents,
     documents_to_config,
     make_validator,
-    redact_document,
-    redact_pair,
-    restore_secrets,
     settings_to_documents,
     whole_picture_problems,
 )
+from tsunagu.config_kinds import CENTER_KINDS, redact_document, redact_pair, restore_secrets
 from tsunagu.settings import ConfigError, Settings, load_settings
 from tsunagu.store import (
     ConfigValidationError,

@@ -42,6 +42,7 @@ from tsunagu.calendar.holidays import HolidayCalendarConfig
 from tsunagu.calendar.hours import HoursConfig
 from tsunagu.calls.numbers import NumberError, to_e164
 from tsunagu.center import Center, build_center
+from tsunagu.config_kinds import CENTER_KINDS
 from tsunagu.flows.model import FlowParseError, flow_from_mapping, parse_flow
 from tsunagu.settings import (
     AgentSettings,
@@ -58,19 +59,6 @@ from tsunagu.settings import (
 
 Documents = dict[str, dict[str, dict[str, Any]]]
 
-#: The store kinds that make up the contact center, in the store's order.
-CENTER_KINDS: tuple[str, ...] = (
-    "numbers",
-    "trunks",
-    "flows",
-    "queues",
-    "agents",
-    "teams",
-    "hours",
-    "calendars",
-    "customers",
-)
-
 #: The settings model and the field that is the entity's name, per kind (flows aside).
 _MODELS: dict[str, tuple[type[BaseModel], str]] = {
     "agents": (AgentSettings, "id"),
@@ -84,14 +72,6 @@ _MODELS: dict[str, tuple[type[BaseModel], str]] = {
 }
 #: Kinds named by a telephone number in E.164.
 _NUMBER_KINDS = frozenset({"numbers", "customers"})
-
-#: Fields that hold secrets, per kind: never printed in a diff or a log, and exported
-#: only on request.
-SECRET_FIELDS: dict[str, tuple[str, ...]] = {"agents": ("sip_password",), "trunks": ("password",)}
-#: What an export without secrets writes in their place. Applying a document that holds
-#: it keeps the stored secret, so a redacted export can be applied back safely.
-REDACTED = "<redacted>"
-
 
 # --- settings -> documents ------------------------------------------------------------
 
@@ -345,61 +325,3 @@ def whole_picture_problems(docs: Mapping[str, Mapping[str, Mapping[str, Any]]]) 
 def center_documents(docs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Documents:
     """Only the contact-center kinds of a whole export (every one present, maybe empty)."""
     return {kind: {n: dict(d) for n, d in (docs.get(kind) or {}).items()} for kind in CENTER_KINDS}
-
-
-# --- secrets --------------------------------------------------------------------------
-
-
-def redact_document(kind: str, document: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``document`` with its secrets replaced by :data:`REDACTED`."""
-    if document is None:
-        return None
-    out = dict(document)
-    for field in SECRET_FIELDS.get(kind, ()):
-        if field in out and out[field] is not None:
-            out[field] = REDACTED
-    return out
-
-
-def redact_pair(
-    kind: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Both sides of a change with secrets hidden, yet a changed secret still shows as a
-    change (``<redacted>`` -> ``<redacted, changed>``), with nothing derived from it."""
-    shown_before, shown_after = redact_document(kind, before), redact_document(kind, after)
-    if before is not None and after is not None and shown_after is not None:
-        for field in SECRET_FIELDS.get(kind, ()):
-            if field in after and before.get(field) != after.get(field):
-                shown_after[field] = REDACTED[:-1] + ", changed>"
-    return shown_before, shown_after
-
-
-def restore_secrets(
-    desired: Mapping[str, Mapping[str, Mapping[str, Any]] | None],
-    current: Mapping[str, Mapping[str, Mapping[str, Any]]],
-) -> tuple[dict[str, Any], list[str]]:
-    """``desired`` with each :data:`REDACTED` secret replaced by the stored one (so a
-    redacted export applies back as no change); problems where nothing is stored."""
-    out: dict[str, Any] = dict(desired)
-    problems: list[str] = []
-    for kind, fields in SECRET_FIELDS.items():
-        entities = desired.get(kind)
-        if not isinstance(entities, Mapping):
-            continue
-        held = current.get(kind) or {}
-        restored: dict[str, Any] = {}
-        for name, doc in entities.items():
-            new = dict(doc) if isinstance(doc, Mapping) else doc
-            for field in fields:
-                if isinstance(new, dict) and new.get(field) == REDACTED:
-                    stored = (held.get(name) or {}).get(field)
-                    if stored is None:
-                        problems.append(
-                            f"{kind}/{name}.{field}: the export left it out ({REDACTED}) and "
-                            "nothing is stored to keep; write the secret"
-                        )
-                    else:
-                        new[field] = stored
-            restored[name] = new
-        out[kind] = restored
-    return out, problems
