@@ -98,7 +98,7 @@ def settings_to_documents(settings: Settings, source: str = "<config>") -> Docum
 def _item_document(
     kind: str, key: str, item: BaseModel, base_dir: Path
 ) -> tuple[str, dict[str, Any]]:
-    doc = item.model_dump(mode="json", exclude_defaults=True)
+    doc = item.model_dump(mode="json", exclude_defaults=True, by_alias=True)
     raw_name = str(doc.pop(key))
     name = raw_name
     if kind in _NUMBER_KINDS:
