@@ -73,7 +73,7 @@ class CenterConfig:
                 continue  # someone else wrote meanwhile (another node seeding): look again
             log.info(
                 "configuration store seeded from the YAML",
-                extra={"created": len(diff.creates), "revision": diff.applied_revision},
+                extra={"entities": len(diff.creates), "revision": diff.applied_revision},
             )
         revision = await store.config.current_revision()
         stored = center_documents(await store.config.export())
@@ -88,7 +88,7 @@ class CenterConfig:
                 "the YAML's contact-center sections differ from the configuration store; the "
                 "store is the source of truth and is used. To load the file into the store "
                 "run: tsunagu config apply FILE (--dry-run shows the diff first)",
-                extra={"differs": differs[:50], "count": len(differs)},
+                extra={"differs": ", ".join(differs[:50]), "count": len(differs)},
             )
 
     def changed(self, changes: list[Change]) -> None:
@@ -121,7 +121,7 @@ class CenterConfig:
                     extra={
                         "revision": revision,
                         "running_revision": self.revision,
-                        "problems": [f"{path}: {message}" for path, message in exc.problems],
+                        "problems": "; ".join(f"{path}: {msg}" for path, msg in exc.problems),
                     },
                 )
                 self.revision = revision  # judged: retry when the store moves again
@@ -131,7 +131,11 @@ class CenterConfig:
             previous, self.revision, self._documents = self.revision, revision, stored
             log.info(
                 "configuration reloaded",
-                extra={"revision": revision, "previous": previous, "changed": changed[:50]},
+                extra={
+                    "revision": revision,
+                    "previous": previous,
+                    "changed": ", ".join(changed[:50]),
+                },
             )
             for line in waits:
                 log.warning("configuration change waits for a restart: %s", line)

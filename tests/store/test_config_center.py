@@ -101,7 +101,7 @@ async def test_yaml_seeds_an_empty_store_then_the_store_wins(
     assert len(center.numbers) == 3
     (warning,) = [r for r in caplog.records if "source of truth" in r.getMessage()]
     assert "tsunagu config apply FILE" in warning.getMessage()
-    assert warning.differs == ["numbers/+81312345600", "numbers/+81312345601"]  # type: ignore[attr-defined]
+    assert warning.differs == "numbers/+81312345600, numbers/+81312345601"  # type: ignore[attr-defined]
     assert "demo-1001" not in caplog.text  # never a secret in the log
 
     # The same YAML again: no warning.
@@ -136,9 +136,9 @@ async def test_reload_swaps_a_good_state_and_keeps_the_center_on_a_bad_one(
     await config.poll()
     assert len(installed.centers) == 1
     (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert error.problems == [  # type: ignore[attr-defined]
+    assert error.problems == (  # type: ignore[attr-defined]
         "numbers/+81312345698.flow: unknown flow 'missing'; add the flow first"
-    ]
+    )
 
     # Repaired: the store equals the running center again (nothing to swap); the next
     # good change is swapped in.

@@ -1,0 +1,147 @@
+"""Configuration changes reach a running server without a restart, and a restart with a
+YAML that differs from the store keeps the store's configuration — with real phones.
+
+The server is the real ``python -m tsunagu serve``; changes are made through the REST API
+as admin (the same path a UI or a deploy script uses); callers are baresip phones calling
+from the demo trunk's address."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.integration.peers.baresip import BaresipUA
+from tests.integration.peers.tsunagu import TsunaguServer
+from tests.integration.test_calls import (
+    Login,
+    caller_phone,
+    demo_center,
+    login,
+    wait_records,
+)
+
+__all__ = ["caller_phone", "login"]  # fixtures, imported for this module's tests
+
+
+def reloaded(server: TsunaguServer, since: int, revision: int) -> dict[str, Any]:
+    """Wait (bounded) for the log line saying the center of ``revision`` is in use."""
+    return server.wait_log(
+        lambda line: (
+            line.get("msg") == "configuration reloaded" and line.get("revision", 0) >= revision
+        ),
+        timeout=10,
+        what=f"configuration reloaded at revision {revision}",
+        since=since,
+    )
+
+
+def api_error(server: TsunaguServer, path: str, method: str, body: object = None) -> Any:
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        server.api(path, method, body)
+    return caught.value.code, json.loads(caught.value.read())
+
+
+def test_a_number_added_through_the_api_runs_its_flow_without_a_restart(
+    tsunagu_factory: Callable[..., TsunaguServer], caller_phone: BaresipUA
+) -> None:
+    server = tsunagu_factory(config=demo_center(ring_timeout_s=4))
+    pid = server.pid
+    mark = server.log_mark()
+    entity = server.api(
+        "/api/v1/config/numbers/+81312345699",
+        "PUT",
+        {"flow": "demo-after-hours", "name": "added live"},
+    )
+    reloaded(server, mark, entity["revision"])
+
+    caller_phone.call_and_wait(f"sip:0312345699@127.0.0.1:{server.sip_port}")
+    closed = caller_phone.wait_event("CALL_CLOSED", timeout=30)
+    assert "reset by peer" in closed.param  # our BYE: the flow hung up
+    (record,) = wait_records(server, 1)
+    assert record.interaction.dialled == "0312345699"
+    assert record.interaction.disposition == "after_hours"
+    assert server.pid == pid and server.running  # no restart
+
+    # A change the whole picture refuses never reaches the store: deleting a flow that a
+    # number still uses is 409, naming the number, and the number keeps working.
+    status, body = api_error(server, "/api/v1/config/flows/demo-after-hours", "DELETE")
+    assert status == 409 and body["error_id"] == "config.in_use"
+    assert "numbers/+81312345699.flow: unknown flow 'demo-after-hours'" in (
+        " ".join(body["details"]["problems"])
+    )
+    status, body = api_error(
+        server, "/api/v1/config/numbers/+81312345698", "PUT", {"flow": "no-such-flow"}
+    )
+    assert status == 422 and body["error_id"] == "config.invalid"
+    assert body["details"]["problems"] == [
+        "numbers/+81312345698.flow: unknown flow 'no-such-flow'; add the flow first"
+    ]
+
+
+VIP_FLOW = {
+    "name": "vip",
+    "version": 1,
+    "start": "to_vip",
+    "blocks": {
+        "to_vip": {"type": "TransferToQueue", "queue": "vip", "on_failure": "bye"},
+        "bye": {"type": "Disconnect"},
+    },
+}
+
+
+def test_a_new_agent_queue_flow_and_number_work_live(
+    tsunagu_factory: Callable[..., TsunaguServer], caller_phone: BaresipUA, login: Login
+) -> None:
+    """An agent added through the API can register at once (the digest authenticator
+    reads the current center), a new queue reaches the ACD, and a caller to a new number
+    is answered by the new agent."""
+    server = tsunagu_factory(config=demo_center(ring_timeout_s=4))
+    mark = server.log_mark()
+    server.api("/api/v1/config/agents/1004", "PUT", {"name": "Doi", "sip_password": "demo-1004"})
+    server.api("/api/v1/config/queues/vip", "PUT", {"agents": ["1004"], "ring_timeout_s": 10})
+    server.api("/api/v1/config/flows/vip", "PUT", VIP_FLOW)
+    last = server.api("/api/v1/config/numbers/+81312345611", "PUT", {"flow": "vip"})
+    reloaded(server, mark, last["revision"])
+    shown = server.api("/api/v1/config/agents/1004")
+    assert shown["document"]["sip_password"] == "<redacted>"
+
+    agent = login(server, "1004")
+    caller_phone.call_and_wait(f"sip:0312345611@127.0.0.1:{server.sip_port}")
+    agent.wait_event("CALL_ESTABLISHED", timeout=30)
+    caller_phone.hangup()
+    (record,) = wait_records(server, 1)
+    assert record.interaction.queue == "vip"
+    assert record.interaction.agents_answered == ("1004",)
+
+
+def test_restart_with_a_different_yaml_keeps_the_store_and_warns(
+    tsunagu_factory: Callable[..., TsunaguServer], caller_phone: BaresipUA
+) -> None:
+    server = tsunagu_factory(config=demo_center(ring_timeout_s=4))
+    seeded = [
+        line
+        for line in server.logs()
+        if line.get("msg") == "configuration store seeded from the YAML"
+    ]
+    assert seeded and seeded[0]["entities"] == 13
+    # The YAML loses the after-hours number: the store, already seeded, still has it.
+    server.overrides["numbers"] = [
+        n for n in server.overrides["numbers"] if n["number"] != "0312345600"
+    ]
+    server.restart()
+    warning = server.wait_log(
+        lambda line: "source of truth" in str(line.get("msg")), timeout=10, what="store wins"
+    )
+    assert warning["level"] == "warning"
+    assert "tsunagu config apply FILE" in warning["msg"]
+    assert warning["differs"] == "numbers/+81312345600"
+    assert not any("seeded" in str(line.get("msg")) for line in server.logs())
+
+    caller_phone.call_and_wait(f"sip:0312345600@127.0.0.1:{server.sip_port}")
+    caller_phone.wait_event("CALL_CLOSED", timeout=30)
+    (record,) = wait_records(server, 1)
+    assert record.interaction.disposition == "after_hours"
