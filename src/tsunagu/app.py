@@ -365,7 +365,6 @@ class Server:
                             extra={"aor": change.aor, "contact": binding.contact},
                         )
                 self.journal.flush()
-                await self.config.poll()
                 ticks += 1
                 if self.calls is not None and ticks % RECONCILE_EVERY == 0:
                     self.calls.reconcile()
@@ -373,6 +372,10 @@ class Server:
                     self._publish_queue_stats()
             except Exception:
                 log.exception("housekeeping failed")
+            try:
+                await self.config.poll()
+            except Exception:
+                log.exception("could not check the configuration store for changes")
 
     def _publish_queue_stats(self) -> None:
         """``queue.stats`` when any queue's figures changed since the last one (the oldest

@@ -97,7 +97,13 @@ class CenterConfig:
         if not any(c.kind in CENTER_KINDS for c in changes):
             return
         if self._pending is None or self._pending.done():
-            self._pending = asyncio.get_running_loop().create_task(self.poll())
+            self._pending = asyncio.get_running_loop().create_task(self._poll_logged())
+
+    async def _poll_logged(self) -> None:
+        try:
+            await self.poll()
+        except Exception:
+            log.exception("could not reload the configuration after a change")
 
     async def poll(self) -> None:
         """Rebuild and swap the center if the store's revision moved (housekeeping)."""

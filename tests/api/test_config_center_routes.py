@@ -9,7 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import ADMIN, CLIENT, SUPERVISOR, Api, make_services, standard_users
+from tests.api.conftest import (
+    ADMIN,
+    CLIENT,
+    SUPERVISOR,
+    Api,
+    FakeCallLayer,
+    make_services,
+    standard_users,
+)
 from tests.conftest import FakeClock
 from tsunagu.api import create_app
 from tsunagu.api.users import validate_auth_document
@@ -21,7 +29,9 @@ DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 
 
 @pytest.fixture
-async def center_api(store_url: str, call_layer: object, clock: FakeClock) -> AsyncIterator[Api]:
+async def center_api(
+    store_url: str, call_layer: FakeCallLayer, clock: FakeClock
+) -> AsyncIterator[Api]:
     """The API as the server wires it: validator in the store, whole-picture check on,
     the demo contact center in the store."""
     store: Store = await open_store(
@@ -34,14 +44,14 @@ async def center_api(store_url: str, call_layer: object, clock: FakeClock) -> As
             store,
             call_layer,
             clock,
-            check_center=whole_picture_problems,  # type: ignore[arg-type]
+            check_center=whole_picture_problems,
         )
         app = create_app(services)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, client=CLIENT),
             base_url="http://tsunagu.test",
         ) as client:
-            yield Api(app, services, store, call_layer, clock, client)  # type: ignore[arg-type]
+            yield Api(app, services, store, call_layer, clock, client)
     finally:
         await store.close()
 

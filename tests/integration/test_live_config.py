@@ -8,11 +8,15 @@ from the demo trunk's address."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.peers.baresip import BaresipUA
 from tests.integration.peers.tsunagu import TsunaguServer
@@ -46,7 +50,7 @@ def api_error(server: TsunaguServer, path: str, method: str, body: object = None
 
 
 def test_a_number_added_through_the_api_runs_its_flow_without_a_restart(
-    tsunagu_factory: Callable[..., TsunaguServer], caller_phone: BaresipUA
+    tsunagu_factory: Callable[..., TsunaguServer], caller_phone: BaresipUA, tmp_path: Path
 ) -> None:
     server = tsunagu_factory(config=demo_center(ring_timeout_s=4))
     pid = server.pid
@@ -80,6 +84,37 @@ def test_a_number_added_through_the_api_runs_its_flow_without_a_restart(
     assert body["details"]["problems"] == [
         "numbers/+81312345698.flow: unknown flow 'no-such-flow'; add the flow first"
     ]
+
+    # Another process: `tsunagu config apply` against the same database sends the support
+    # line to the after-hours flow; the running server picks it up from the store.
+    numbers = [
+        {"number": "0312345678", "flow": "demo-after-hours"},
+        {"number": "0312345600", "flow": "demo-after-hours", "name": "After-hours demo"},
+        {"number": "0312345601", "flow": "demo-menu", "name": "Menu demo"},
+        {"number": "+81312345699", "flow": "demo-after-hours", "name": "added live"},
+    ]
+    change = tmp_path / "numbers.yaml"
+    change.write_text(yaml.safe_dump({"numbers": numbers}))
+    mark = server.log_mark()
+    command = [sys.executable, "-m", "tsunagu", "config", "apply", str(change)]
+    applied = subprocess.run(
+        [*command, "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert '    $.flow: "demo-support" -> "demo-after-hours"' in applied.stdout.splitlines()
+    reloaded(server, mark, entity["revision"] + 1)
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{server.sip_port}")
+    caller_phone.wait_event("CALL_CLOSED", timeout=30)
+    records = wait_records(server, 2)
+    assert {r.interaction.dialled: r.interaction.disposition for r in records} == {
+        "0312345699": "after_hours",
+        "0312345678": "after_hours",
+    }
+    assert server.pid == pid
 
 
 VIP_FLOW = {
