@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.error
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,48 @@ def test_restart_with_a_different_yaml_keeps_the_store_and_warns(
     caller_phone.wait_event("CALL_CLOSED", timeout=30)
     (record,) = wait_records(server, 1)
     assert record.interaction.disposition == "after_hours"
+
+
+def _flow(name: str, blocks: dict[str, Any], start: str) -> dict[str, Any]:
+    return {"name": name, "version": 1, "start": start, "blocks": blocks}
+
+
+def test_a_call_in_a_flow_keeps_the_flows_it_started_with(
+    tsunagu_factory: Callable[..., TsunaguServer], caller_phone: BaresipUA
+) -> None:
+    """The caller is in ``outer``'s long prompt when ``inner`` (where ``outer`` sends them
+    next) is changed: this call still runs the old ``inner``; the next call the new."""
+    server = tsunagu_factory(config=demo_center(ring_timeout_s=4))
+    long_text = (
+        "Please hold while we look at your call. This announcement is long on purpose, so "
+        "that the configuration can change while it plays. Thank you for waiting."
+    )
+    # The two versions end the call with different dispositions.
+    inner_blocks = {"bye": {"type": "Disconnect", "reason": "after_hours"}}
+    server.api("/api/v1/config/flows/inner", "PUT", _flow("inner", inner_blocks, "bye"))
+    outer_blocks = {
+        "hello": {"type": "PlayPrompt", "text": long_text, "language": "en", "next": "go"},
+        "go": {"type": "TransferToFlow", "flow": "inner"},
+    }
+    server.api("/api/v1/config/flows/outer", "PUT", _flow("outer", outer_blocks, "hello"))
+    mark = server.log_mark()
+    added = server.api("/api/v1/config/numbers/+81312345622", "PUT", {"flow": "outer"})
+    reloaded(server, mark, added["revision"])
+
+    caller_phone.call_and_wait(f"sip:0312345622@127.0.0.1:{server.sip_port}")
+    mark = server.log_mark()
+    new_blocks = {"bye": {"type": "Disconnect"}}
+    changed = server.api("/api/v1/config/flows/inner", "PUT", _flow("inner", new_blocks, "bye"))
+    swapped = reloaded(server, mark, changed["revision"])
+    caller_phone.wait_event("CALL_CLOSED", timeout=40)
+    (first,) = wait_records(server, 1)
+    assert first.interaction.disposition == "after_hours"  # the old inner
+    # ... though the new one was in use before this call reached it:
+    swapped_at = datetime.fromisoformat(swapped["ts"].replace("Z", "+00:00"))
+    assert first.interaction.ended_at is not None
+    assert swapped_at < first.interaction.ended_at - timedelta(seconds=1)
+
+    caller_phone.call_and_wait(f"sip:0312345622@127.0.0.1:{server.sip_port}")
+    caller_phone.wait_event("CALL_CLOSED", timeout=40)
+    records = wait_records(server, 2)
+    assert sorted(r.interaction.disposition for r in records) == ["after_hours", "completed"]
