@@ -351,7 +351,11 @@ async def put_entity(
     "/{kind}/{name}",
     response_model=DeletedOut,
     summary="Delete an entity",
-    responses={**_NOT_FOUND, **_CONFLICT},
+    responses={
+        **_NOT_FOUND,
+        **_CONFLICT,
+        409: {"model": ErrorBody, "description": "still in use (config.in_use)"},
+    },
 )
 async def delete_entity(
     ctx: Context,
