@@ -218,3 +218,19 @@ def test_secrets_are_redacted_and_restored() -> None:
         "agents/9.sip_password: the export left it out (<redacted>) and nothing is stored "
         "to keep; write the secret"
     ]
+
+
+@pytest.mark.parametrize("entry", [{}, {"file": "a.yaml", "flow": {"name": "a"}}])
+def test_a_flow_entry_is_a_file_or_a_flow_not_both(entry: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"flows": [entry]})
+    assert caught.value.problems == [
+        ("flows[0]", "give either 'file' (a flow file) or 'flow' (the flow itself)")
+    ]
+
+
+def test_an_inline_flow_is_checked_like_a_file() -> None:
+    settings = parse_settings({"flows": [{"flow": {"name": "x", "version": 1}}]})
+    with pytest.raises(ConfigError) as caught:
+        build_center(settings)
+    assert caught.value.problems and all(w == "flows[0].flow" for w, _ in caught.value.problems)
