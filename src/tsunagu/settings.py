@@ -242,9 +242,18 @@ class NumberSettings(_Section):
 
 
 class FlowFileSettings(_Section):
-    """A contact flow document (docs/FLOWS.md), by file path relative to the config file."""
+    """A contact flow (docs/FLOWS.md): a ``file`` path relative to the config file, or the
+    flow document itself under ``flow`` (what ``tsunagu config export`` writes, so an
+    exported file needs no flow files beside it)."""
 
-    file: Path
+    file: Path | None = None
+    flow: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FlowFileSettings:
+        if (self.file is None) == (self.flow is None):
+            raise ValueError("give either 'file' (a flow file) or 'flow' (the flow itself)")
+        return self
 
 
 class OverflowSettings(_Section):
@@ -465,6 +474,11 @@ def _explain(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(field path, message)`` for each error of a settings model, worded as at start-up."""
+    return [(_location(e["loc"]), _explain(dict(e))) for e in exc.errors()]
+
+
 def parse_settings(data: object, source: str = "<config>") -> Settings:
     """Validate already-loaded YAML data, raising :class:`ConfigError` with every problem."""
     if data is None:
@@ -474,8 +488,7 @@ def parse_settings(data: object, source: str = "<config>") -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = [(_location(e["loc"]), _explain(dict(e))) for e in exc.errors()]
-        raise ConfigError(source, problems) from None
+        raise ConfigError(source, validation_problems(exc)) from None
 
 
 def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settings:

@@ -152,6 +152,10 @@ class ApiServices:
     #: Extra configuration validation run before every API write (the YAML models). The
     #: store's own ``validator`` hook runs too; pass it here only if the store has none.
     validator: Validator | None = None
+    #: The whole-picture check of a would-be configuration ``{kind: {name: document}}``
+    #: (a number pointing at an unknown flow...): ``"kind/name.field: message"`` problems.
+    #: Writes to contact-center kinds that would add a problem are refused.
+    check_center: Callable[[Mapping[str, Mapping[str, dict[str, Any]]]], list[str]] | None = None
     #: Wall-clock UTC now: stamps audit entries and API keys, drives the rate limiter.
     clock: Callable[[], datetime] = system_clock
     #: Per user (or integration) request budget.

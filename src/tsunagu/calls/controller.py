@@ -43,6 +43,7 @@ from tsunagu.acd.reconciler import AgentSnapshot, Drift, Repair, plan_repairs
 from tsunagu.calls import call_events
 from tsunagu.calls.call import Call, queued_call, utcnow
 from tsunagu.calls.callbacks import CallbackControl
+from tsunagu.calls.center_swap import swap_center
 from tsunagu.calls.internal import InternalCalls
 from tsunagu.calls.legs import Legs, SipLeg, reject
 from tsunagu.calls.numbers import to_national
@@ -419,6 +420,13 @@ class CallController(TransferControl, InternalCalls, CallbackControl, VoicemailC
                 await call.finish()
                 self.calls.pop(call.id, None)
 
+    def use_center(self, center: Center) -> list[str]:
+        """Route new calls with ``center`` (rebuilt from the store); what waits for a
+        restart is returned (see :mod:`tsunagu.calls.center_swap`)."""
+        waits = swap_center(self, center, self._now())
+        self._pump()
+        return waits
+
     # -- queues and the ACD -------------------------------------------------------------
     def enqueue(self, call: Call, queue: str) -> str | None:
         """Put ``call`` in ``queue``; a refusal reason if nobody could ever answer it."""
@@ -672,6 +680,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl, VoicemailC
     # -- for the REST API -------------------------------------------------------------
     def agents_view(self) -> list[dict[str, Any]]:
         names = {a.id: (a.name, a.team) for a in self.settings.agents}
+        names.update({a: ("", None) for a in self.agent_ids - names.keys()})  # deleted live
         wall, mono = time.time(), self._now()
         out = []
         for agent_id in sorted(self.agent_ids):
