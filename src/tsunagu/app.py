@@ -22,10 +22,13 @@ import numpy as np
 
 from tsunagu import __version__
 from tsunagu.api import ApiServer, ApiServices, RateLimit, create_app, seed_api_key
+from tsunagu.api.users import validate_auth_document
 from tsunagu.calls import call_events
 from tsunagu.calls.controller import CallController
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center, build_center
+from tsunagu.center_config import CenterConfig
+from tsunagu.config_documents import make_validator, whole_picture_problems
 from tsunagu.events import EventBus, QueueFigures
 from tsunagu.events.webhooks import WebhookDispatcher
 from tsunagu.media.engine import LocalMediaEngine, MediaConfig
@@ -84,6 +87,10 @@ def _trunk_lookup(center: Center) -> Callable[[str], str | None]:
     return lookup
 
 
+def _passwords(center: Center) -> dict[str, str]:
+    return {agent.id: agent.sip_password for agent in center.settings.agents}
+
+
 def _hold_music(folder: Path) -> None:
     """A default music-on-hold prompt: a soft two-note chime every two seconds."""
     path = folder / "hold.wav"
@@ -105,10 +112,14 @@ def _hold_music(folder: Path) -> None:
 class Server:
     def __init__(self, settings: Settings, center: Center | None = None) -> None:
         self.settings = settings
+        #: Built from the YAML until :meth:`start` replaces it with the store's (the store is
+        #: the source of truth once seeded); swapped again on every live reload.
         self.center = center if center is not None else build_center(settings)
         data_dir = settings.server.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        passwords = {agent.id: agent.sip_password for agent in settings.agents}
+        self._passwords = _passwords(self.center)
+        self._trunk_lookup = _trunk_lookup(self.center)
+        self.config = CenterConfig(settings, self.use_center)
         self.journal = BindingJournal(data_dir / "bindings.sqlite3")
         self.registrar = Registrar(settings.sip.registrar, on_change=self._binding_changed)
         self.calls: CallController | None = None
@@ -120,14 +131,14 @@ class Server:
             settings,
             authenticator=DigestAuthenticator(
                 auth.realm,
-                passwords.get,
+                self._sip_password,
                 algorithms=auth.algorithms,
                 nonce_ttl=auth.nonce_ttl_s,
                 secret=_load_secret(data_dir),
             ),
             guard=SourceGuard(settings.security.ban),
             registrar=self.registrar,
-            trunk_for_source=_trunk_lookup(self.center),
+            trunk_for_source=self._trunk_for,
         )
         self.transport = SipTransport(
             settings.sip.transport, self._on_message, self._on_framing_error
@@ -144,7 +155,8 @@ class Server:
     async def start(self) -> None:
         server = self.settings.server
         url = server.database_url or default_url(server.data_dir)
-        self.store = await open_store(url)
+        self.store = await open_store(url, validator=make_validator(validate_auth_document))
+        self.use_center(await self.config.load(self.store))
         interrupted = await self.store.history.mark_interrupted_on_startup()
         if interrupted:
             log.warning(
@@ -177,7 +189,7 @@ class Server:
         )
         self.webhooks = WebhookClient(user_agent=self.core.server_header)
         self.calls = CallController(
-            self.settings,
+            self.center.settings,
             center=self.center,
             core=self.core,
             registrar=self.registrar,
@@ -186,6 +198,7 @@ class Server:
             webhooks=self.webhooks,
             agent_states=self.store.agent_states,
             events=self.events,
+            callback_tasks=self.store.callback_tasks,
         )
         self.core.call_control = self.calls
         self.event_webhooks = WebhookDispatcher(
@@ -198,8 +211,10 @@ class Server:
         await self.transport.start(server.bind, server.sip_port)
         self.calls.local_port = self.transport.local_port
         self.calls.restore_presence()
+        await self.calls.restore_callback_tasks()
         self.calls.start_trunks()
         await self._start_api()
+        self.store.config.on_change = self.config.changed
         self._housekeeping = asyncio.create_task(self._housekeep())
         log.info(
             "tsunagu ready",
@@ -209,7 +224,8 @@ class Server:
                 "sip_port": self.transport.local_port,
                 "http_port": server.http_port,
                 "bindings_restored": restored,
-                "agents": len(self.settings.agents),
+                "agents": len(self.center.settings.agents),
+                "config_revision": self.config.revision,
             },
         )
 
@@ -274,8 +290,10 @@ class Server:
                 recording_path=recording_path,
                 webhooks=self.event_webhooks.status,
                 redeliver=self.event_webhooks.redeliver,
+                cancel_callback=calls.cancel_callback,
                 events=self.events,
                 audit_path=server.data_dir / "audit.jsonl",
+                check_center=whole_picture_problems,
                 rate_limit=RateLimit(
                     self.settings.api.rate_limit.per_second, self.settings.api.rate_limit.burst
                 ),
@@ -283,6 +301,24 @@ class Server:
         )
         self._http = ApiServer(app, server.bind, server.http_port)
         await self._http.start()
+
+    def use_center(self, center: Center) -> list[str]:
+        """Route new calls, authenticate phones and recognise trunks with ``center``;
+        return what waits for a restart (docs/ARCHITECTURE.md "Live configuration")."""
+        self.center = center
+        self._passwords = _passwords(center)
+        self._trunk_lookup = _trunk_lookup(center)
+        if self.calls is None:
+            return []
+        return self.calls.use_center(center)
+
+    def _sip_password(self, user: str) -> str | None:
+        """The digest password of ``user`` in the *current* center (a live reload changes
+        it without rebuilding the authenticator)."""
+        return self._passwords.get(user)
+
+    def _trunk_for(self, host: str) -> str | None:
+        return self._trunk_lookup(host)
 
     def _binding_changed(self, change: BindingChange) -> None:
         self.journal.record(change)
@@ -339,6 +375,10 @@ class Server:
                     self._publish_queue_stats()
             except Exception:
                 log.exception("housekeeping failed")
+            try:
+                await self.config.poll()
+            except Exception:
+                log.exception("could not check the configuration store for changes")
 
     def _publish_queue_stats(self) -> None:
         """``queue.stats`` when any queue's figures changed since the last one (the oldest

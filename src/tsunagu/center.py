@@ -9,8 +9,9 @@ with every problem named by its place in the config file, like any other config 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tsunagu.acd.agents import Agent, Team
 from tsunagu.acd.engine import AcdEngine
@@ -19,7 +20,7 @@ from tsunagu.acd.strategies import Strategy
 from tsunagu.calendar.holidays import HolidayCalendar
 from tsunagu.calendar.hours import HoursOfOperation, always_closed, always_open
 from tsunagu.calls.numbers import NumberError, to_e164
-from tsunagu.flows.model import Flow, FlowParseError, parse_flow
+from tsunagu.flows.model import Flow, FlowParseError, flow_from_mapping, parse_flow
 from tsunagu.flows.validate import FlowContext, validate_flow
 from tsunagu.settings import (
     ConfigError,
@@ -112,8 +113,16 @@ class _Problems:
         self.items.append((where, message))
 
 
-def build_center(settings: Settings, source: str = "<config>") -> Center:
-    """Build and cross-check; raises :class:`ConfigError` listing every problem."""
+def build_center(
+    settings: Settings,
+    source: str = "<config>",
+    flow_documents: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Center:
+    """Build and cross-check; raises :class:`ConfigError` listing every problem.
+
+    ``flow_documents`` (flow name -> the flow's document, as the configuration store keeps
+    them) are used instead of ``settings.flows`` when given: a server running from the
+    store has no flow files."""
     problems = _Problems()
     center = Center(settings)
     agent_ids = {a.id for a in settings.agents}
@@ -159,18 +168,7 @@ def build_center(settings: Settings, source: str = "<config>") -> Center:
             problems.add(f"queues[{i}]", str(exc))
 
     flow_sources: dict[str, str] = {}
-    for i, entry in enumerate(settings.flows):
-        path = entry.file if entry.file.is_absolute() else settings.base_dir / entry.file
-        where = f"flows[{i}].file"
-        try:
-            flow = parse_flow(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            problems.add(where, f"cannot read {path}: {exc.strerror}")
-            continue
-        except FlowParseError as exc:
-            for problem in exc.problems:
-                problems.add(where, f"{path.name}: {problem}")
-            continue
+    for where, flow in _parsed_flows(settings, flow_documents, problems):
         _unique(problems, where, flow.name, center.flows, "flow")
         center.flows[flow.name] = flow
         flow_sources[flow.name] = where
@@ -182,7 +180,7 @@ def build_center(settings: Settings, source: str = "<config>") -> Center:
             problems.add(f"{where}.number", f"{number.number} is listed twice")
         center.numbers[key] = number
         if number.flow not in center.flows:
-            problems.add(f"{where}.flow", f"unknown flow {number.flow!r}; add its file to flows")
+            problems.add(f"{where}.flow", f"unknown flow {number.flow!r}; add the flow first")
 
     for i, queue in enumerate(settings.queues):
         if queue.fallback_flow is not None and queue.fallback_flow not in center.flows:
@@ -209,6 +207,41 @@ def build_center(settings: Settings, source: str = "<config>") -> Center:
     if problems.items:
         raise ConfigError(source, problems.items)
     return center
+
+
+def _parsed_flows(
+    settings: Settings,
+    flow_documents: Mapping[str, Mapping[str, Any]] | None,
+    problems: _Problems,
+) -> list[tuple[str, Flow]]:
+    """``(where, flow)`` for every flow that parses; the others become problems."""
+    out: list[tuple[str, Flow]] = []
+
+    def parse(where: str, build: Callable[[], Flow], prefix: str = "") -> None:
+        try:
+            out.append((where, build()))
+        except FlowParseError as exc:
+            for problem in exc.problems:
+                problems.add(where, f"{prefix}{problem}")
+
+    if flow_documents is not None:
+        for i, doc in enumerate(flow_documents.values()):
+            parse(f"flows[{i}]", lambda doc=doc: flow_from_mapping(doc))  # type: ignore[misc]
+        return out
+    for i, entry in enumerate(settings.flows):
+        if entry.flow is not None:
+            inline = entry.flow
+            parse(f"flows[{i}].flow", lambda inline=inline: flow_from_mapping(inline))  # type: ignore[misc]
+            continue
+        assert entry.file is not None
+        path = entry.file if entry.file.is_absolute() else settings.base_dir / entry.file
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.add(f"flows[{i}].file", f"cannot read {path}: {exc.strerror}")
+            continue
+        parse(f"flows[{i}].file", lambda text=text: parse_flow(text), f"{path.name}: ")  # type: ignore[misc]
+    return out
 
 
 def _unique(

@@ -1,4 +1,5 @@
-"""``tsunagu`` command line: ``serve``, ``check-config`` and ``simulate``."""
+"""``tsunagu`` command line: ``serve``, ``check-config``, ``config apply/export`` and
+``simulate``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tsunagu import __version__, logs
+from tsunagu import __version__, config_cli, logs
 from tsunagu.acd import simulate_cli
 from tsunagu.center import Center, build_center
 from tsunagu.settings import ConfigError, Settings, load_settings
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", type=Path)
 
+    config_cli.add_parser(sub)
     simulate_cli.add_parser(sub)
     return parser
 
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulate":
         return simulate_cli.run(args)
+    if args.command == "config":
+        return config_cli.run(args)
     try:
         settings = _settings(args) if args.command == "serve" else load_settings(args.config)
         center = build_center(settings, str(args.config))
@@ -96,4 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
+    except ConfigError as exc:
+        log.error("cannot start: the configuration store's state cannot run\n%s", exc)
+        return 2
     return 0

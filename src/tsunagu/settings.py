@@ -242,9 +242,18 @@ class NumberSettings(_Section):
 
 
 class FlowFileSettings(_Section):
-    """A contact flow document (docs/FLOWS.md), by file path relative to the config file."""
+    """A contact flow (docs/FLOWS.md): a ``file`` path relative to the config file, or the
+    flow document itself under ``flow`` (what ``tsunagu config export`` writes, so an
+    exported file needs no flow files beside it)."""
 
-    file: Path
+    file: Path | None = None
+    flow: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FlowFileSettings:
+        if (self.file is None) == (self.flow is None):
+            raise ValueError("give either 'file' (a flow file) or 'flow' (the flow itself)")
+        return self
 
 
 class OverflowSettings(_Section):
@@ -287,6 +296,10 @@ class QueueSettings(_Section):
     #: Music on hold: a WAV file (relative to the config file) or empty for a tone.
     music_on_hold: Path | None = None
     caller_id: str | None = None
+    #: Voicemail callback tasks of this queue: calls to the customer before the task is
+    #: failed, and the wait between two unanswered calls (docs/FLOWS.md "Voicemail").
+    callback_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    callback_retry_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
     overflow: list[OverflowSettings] = []
     #: How often overflow thresholds are checked.
     overflow_check_s: Annotated[float, Field(gt=0, le=600)] = 5.0
@@ -461,6 +474,11 @@ def _explain(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(field path, message)`` for each error of a settings model, worded as at start-up."""
+    return [(_location(e["loc"]), _explain(dict(e))) for e in exc.errors()]
+
+
 def parse_settings(data: object, source: str = "<config>") -> Settings:
     """Validate already-loaded YAML data, raising :class:`ConfigError` with every problem."""
     if data is None:
@@ -470,8 +488,7 @@ def parse_settings(data: object, source: str = "<config>") -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = [(_location(e["loc"]), _explain(dict(e))) for e in exc.errors()]
-        raise ConfigError(source, problems) from None
+        raise ConfigError(source, validation_problems(exc)) from None
 
 
 def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settings:

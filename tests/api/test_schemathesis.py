@@ -50,6 +50,13 @@ async def _seed(store: Store) -> None:
         await store.history.update(i.id, queue="sales", queued_at=begin)
         await store.history.finish(i.id, "abandoned", ended_at=begin + timedelta(seconds=30))
     await store.config.put("queues", "sales", {"strategy": "longest_idle"}, "seed")
+    await store.callback_tasks.create(
+        voicemail_interaction_id=i.id,
+        caller="0312345678",
+        queue="sales",
+        recording="/var/recordings/vm.wav",
+        created_at=t0,
+    )
 
 
 class ServerThread(threading.Thread):
@@ -115,6 +122,18 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         thread.stop()
 
 
+def _not_http(response: Any) -> bool:
+    """Negative cases may send headers that are not HTTP at all (``Content-Length;`` with
+    no colon, say). uvicorn's HTTP parser refuses those with its own plain-text 400 before
+    the application sees anything, so the API document has nothing to say about them; any
+    other answer is checked in full."""
+    return bool(
+        response.status_code == 400
+        and response.headers.get("content-type", "").startswith("text/plain")
+        and response.content == b"Invalid HTTP request received."
+    )
+
+
 def test_no_server_errors_and_answers_match_the_document(base_url: str) -> None:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     failures: list[str] = []
@@ -137,6 +156,8 @@ def test_no_server_errors_and_answers_match_the_document(base_url: str) -> None:
             @given(case=operation.as_strategy(generation_mode=mode))
             def check(case: schemathesis.Case[Any]) -> None:
                 response = case.call(base_url=base_url, headers=dict(ADMIN), timeout=10)
+                if _not_http(response):
+                    return
                 case.validate_response(response, excluded_checks=[positive_data_acceptance])
 
             try:

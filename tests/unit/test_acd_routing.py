@@ -425,6 +425,20 @@ def test_queued_callback_keeps_place_and_is_offered_to_an_agent_first() -> None:
     assert engine.agent("a").state is S.ON_CALL
 
 
+def test_a_callback_task_is_a_callback_from_the_start() -> None:
+    # A voicemail's task enters with an agent free: the very first offer is a callback
+    # (the agent is rung first), never an OfferCall, and max wait does not apply.
+    engine = build(["a"], max_wait_s=60.0)
+    engine.enqueue(Call("t1", "q"), 0.0, callback_number="0908880000")
+    events = engine.pop_events()
+    assert CallbackOffered("t1", "a", "q", "0908880000") in events
+    assert offers(events) == []
+    assert engine.agent_no_answer("a", "t1", 1.0)
+    engine.handle_timer(100.0)
+    assert not [e for e in engine.pop_events() if isinstance(e, MaxWaitExceeded)]
+    assert engine.position("t1") == 1  # still waiting for the next agent
+
+
 def test_callback_refused_while_already_ringing() -> None:
     engine = build(["a"])
     engine.enqueue(Call("c1", "q"), 0.0)

@@ -466,6 +466,11 @@ def test_voicemail_leaves_a_callback_task() -> None:
     assert task.attributes == {"caller": "0312345678"}
 
 
+def test_voicemail_names_its_queue_for_the_call_layer() -> None:
+    f = flow("  a: {type: Voicemail, queue: support}\n")
+    assert run_of(f).start(TUESDAY_10) == RecordVoicemail((), 120, "support")
+
+
 def test_voicemail_with_next() -> None:
     f = flow(
         "  a: {type: Voicemail, text: どうぞ, next: b}\n  b: {type: Disconnect, reason: thanks}\n"

@@ -160,6 +160,7 @@ def test_optional_exits_are_not_dead_ends() -> None:
             "calendar",
         ),
         ("{type: TransferToFlow, flow: before-hours}", "flow", "flow"),
+        ("{type: Voicemail, queue: suport, next: end}", "queue", "queue"),
     ],
 )
 def test_unknown_resource(block: str, field: str, kind: str) -> None:
@@ -169,6 +170,15 @@ def test_unknown_resource(block: str, field: str, kind: str) -> None:
     assert (problem.block, problem.field) == ("a", field)
     assert problem.message.startswith(f"unknown {kind} ")
     assert problem.fix.startswith(f"create {kind} ")
+
+
+def test_voicemail_queue_names_the_block_and_the_fix() -> None:
+    problem = only(validate_flow(flow("  a: {type: Voicemail, queue: suport}\n"), CONTEXT))
+    assert (problem.block, problem.field) == ("a", "queue")
+    assert problem.message == "unknown queue 'suport'"
+    assert "support" in problem.fix  # the nearest known queue is suggested
+    ok = flow("  a: {type: Voicemail, queue: support, next: b}\n  b: {type: Voicemail}\n")
+    assert validate_flow(ok, CONTEXT) == []  # a queue named, or none at all (last queue)
 
 
 def test_unknown_resource_with_nothing_defined_says_so() -> None:

@@ -389,13 +389,20 @@ class AcdEngine:
 
     # ---------------------------------------------------------------------- call API
 
-    def enqueue(self, call: Call, now: float) -> None:
-        """A caller joins a queue; offers follow at once if an agent can take them."""
+    def enqueue(self, call: Call, now: float, *, callback_number: str | None = None) -> None:
+        """A caller joins a queue; offers follow at once if an agent can take them.
+
+        ``callback_number``: the entry is a callback from the start (a voicemail's task):
+        its turn is a :class:`CallbackOffered` and no maximum wait applies.
+        """
         q = self._queue(call.queue_id)
         if call.call_id in self._calls:
             raise AcdError(f"call {call.call_id!r} is already queued")
         self._seq += 1
         qc = QueuedCall(call, q, self._seq, now)
+        if callback_number is not None:
+            qc.callback = True
+            qc.callback_number = callback_number
         self._calls[call.call_id] = qc
         q.arrivals.append(qc)
         q.live += 1

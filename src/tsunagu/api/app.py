@@ -26,7 +26,16 @@ from tsunagu.api.audit import AuditLog
 from tsunagu.api.auth import Authenticator
 from tsunagu.api.context import ApiContext
 from tsunagu.api.errors import install_error_handlers
-from tsunagu.api.routes import config, events, interactions, live, reports, system, webhooks
+from tsunagu.api.routes import (
+    callbacks,
+    config,
+    events,
+    interactions,
+    live,
+    reports,
+    system,
+    webhooks,
+)
 from tsunagu.api.schemas import ErrorBody
 from tsunagu.api.services import ApiServices
 
@@ -67,7 +76,7 @@ def create_app(services: ApiServices) -> FastAPI:
     install_error_handlers(app)
     app.include_router(system.public)
     v1 = APIRouter(prefix=API_PREFIX, responses=COMMON_RESPONSES)
-    for module in (system, config, interactions, live, reports, webhooks, events):
+    for module in (system, config, interactions, live, reports, webhooks, callbacks, events):
         v1.include_router(module.router)
     app.include_router(v1)
 

@@ -20,6 +20,7 @@ ConfigKind = Literal[
     "teams",
     "hours",
     "calendars",
+    "customers",
     "prompts",
     "users",
     "acls",

@@ -28,6 +28,8 @@ The dictionaries exchanged (see docs/API.md for examples):
   (never a secret); ``redeliver(letter_id)`` starts a dead letter's redelivery, raising
   :class:`LookupError` for an unknown letter or webhook and the store's
   ``InvalidStateError`` when it was already redelivered.
+* ``cancel_callback(task_id, actor)`` → the cancelled task; raises the store's
+  ``NotFoundError`` or ``InvalidStateError`` (a task being dialled or already over).
 * ``events`` — the domain event bus the WebSocket stream subscribes to.
 """
 
@@ -41,7 +43,7 @@ from pathlib import Path
 from typing import Any, TypeAlias, TypeVar, cast
 
 from tsunagu.events import EventBus
-from tsunagu.store import Store, Validator, system_clock
+from tsunagu.store import CallbackTask, Store, Validator, system_clock
 
 T = TypeVar("T")
 
@@ -142,11 +144,18 @@ class ApiServices:
     #: Outbound webhooks: their status, and redelivering a dead letter.
     webhooks: Callable[[], MaybeAwaitable[list[JsonDict]]] = _no_webhooks
     redeliver: Callable[[str], MaybeAwaitable[object]] = _no_redelivery
+    #: Cancel a voicemail callback task (``task_id, actor``): also takes it out of the ACD.
+    #: ``None``: no call layer, the route moves the task in the store alone.
+    cancel_callback: Callable[[str, str], MaybeAwaitable[CallbackTask]] | None = None
     #: The domain events streamed on ``GET /api/v1/events`` (``None``: no stream).
     events: EventBus | None = None
     #: Extra configuration validation run before every API write (the YAML models). The
     #: store's own ``validator`` hook runs too; pass it here only if the store has none.
     validator: Validator | None = None
+    #: The whole-picture check of a would-be configuration ``{kind: {name: document}}``
+    #: (a number pointing at an unknown flow...): ``"kind/name.field: message"`` problems.
+    #: Writes to contact-center kinds that would add a problem are refused.
+    check_center: Callable[[Mapping[str, Mapping[str, dict[str, Any]]]], list[str]] | None = None
     #: Wall-clock UTC now: stamps audit entries and API keys, drives the rate limiter.
     clock: Callable[[], datetime] = system_clock
     #: Per user (or integration) request budget.

@@ -44,6 +44,7 @@ from tsunagu.api.credentials import (
     password_problem,
     verify_password,
 )
+from tsunagu.config_kinds import redact_document
 from tsunagu.store import ConfigStore, ConfigValidationError, Store
 
 USERS = "users"
@@ -203,12 +204,13 @@ def _is_redacted(value: object) -> bool:
 
 
 def redact(kind: str, document: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``document`` as the API shows it: hashes replaced by fingerprints."""
+    """``document`` as the API shows it: hashes replaced by fingerprints, agents' and
+    trunks' passwords by ``<redacted>`` (written back, it keeps the stored one)."""
     if document is None:
         return None
-    out = dict(document)
     if kind != USERS:
-        return out
+        return redact_document(kind, document)
+    out = dict(document)
     if isinstance(out.get("password_hash"), str):
         out["password_hash"] = _fingerprint(out["password_hash"])
     keys = out.get("api_keys")

@@ -70,6 +70,9 @@ class Call:
         self.agent_leg: SipLeg | None = None
         self.offers: dict[str, SipLeg] = {}
         self.queue: str | None = None
+        #: The last queue the flow sent the caller to, even one that refused them (no
+        #: agent logged in): whose agents call back a voicemail left after it.
+        self.last_queue: str | None = None
         self.queued_at: float | None = None
         self.disposition: Disposition | None = None
         self.recording: Recording | None = None
@@ -199,25 +202,33 @@ class Call:
         return await self.controller.transfer_to_number(self, number, caller_id, timeout_s)
 
     async def record_voicemail(
-        self, prompt: list[PlayItem], max_seconds: int
+        self, prompt: list[PlayItem], max_seconds: int, queue: str | None = None
     ) -> VoicemailRecorded | None:
+        """Record the caller's message until a key, ``max_seconds`` or their hang-up, and
+        leave a callback task for ``queue`` (see :mod:`.voicemail_callbacks`)."""
         assert self.caller_leg is not None
         media = self.caller_leg.media
         if prompt:
             await media.play(prompt)
         recording = await media.record(f"{self.id}-voicemail")
         started = time.monotonic()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                media.collect_digits(1, max_seconds, terminator=None), timeout=max_seconds
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    media.collect_digits(1, max_seconds, terminator=None), timeout=max_seconds
+                )
+        finally:
+            # Also when the caller hangs up mid-message, the usual way to end one: the flow
+            # is cancelled then, but the message is kept and called back all the same.
+            path = str(await recording.stop())
+            seconds = time.monotonic() - started
+            self.disposition = Disposition.VOICEMAIL
+            iid = self.id
+            self.record.post(
+                lambda h: h.update(iid, append_recording={"kind": "voicemail", "path": path})
             )
-        path = await recording.stop()
-        seconds = time.monotonic() - started
-        self.disposition = Disposition.VOICEMAIL
-        self.record.post(
-            lambda h: h.update(self.id, append_recording={"kind": "voicemail", "path": str(path)})
-        )
-        return VoicemailRecorded(str(path), seconds)
+            self.controller.voicemail_left(self, path, queue)
+        return VoicemailRecorded(path, seconds)
 
     # -- waiting in a queue ---------------------------------------------------------------
     def start_music(self) -> None:

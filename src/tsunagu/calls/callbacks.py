@@ -56,7 +56,11 @@ class CallbackControl(ControllerHost):
         call.agent_leg = leg
         queue = self.center.queues.get(call.queue or "")
         caller_id = queue.caller_id if queue is not None else None
+        # The agent is on this call while the customer's phone rings, though nothing is
+        # bridged yet: without this the reconciler would "repair" them after its grace.
+        call.busy_agents = [agent_id]
         customer = await self._dial_out(call, number, caller_id, 30.0, "callback", early_to=leg)
+        call.busy_agents = []
         if isinstance(customer, str):
             call.record.event("callback.failed", reason=customer)
             call.disposition = Disposition.FAILED

@@ -12,8 +12,9 @@ Agent presence follows registrations: a phone registering logs its agent in (ava
 the last binding going away is ``registration_lost`` (REQUIREMENTS §3: logged in =
 available, disconnected = away).
 
-Transfers, internal calls and queued callbacks live in their own modules as mixins of
-this class (:mod:`.transfer`, :mod:`.internal`, :mod:`.callbacks`; :mod:`.host` says why).
+Transfers, internal calls, queued callbacks and voicemail callback tasks live in their own
+modules as mixins of this class (:mod:`.transfer`, :mod:`.internal`, :mod:`.callbacks`,
+:mod:`.voicemail_callbacks`; :mod:`.host` says why).
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ from tsunagu.acd.reconciler import AgentSnapshot, Drift, Repair, plan_repairs
 from tsunagu.calls import call_events
 from tsunagu.calls.call import Call, queued_call, utcnow
 from tsunagu.calls.callbacks import CallbackControl
+from tsunagu.calls.center_swap import swap_center
 from tsunagu.calls.internal import InternalCalls
 from tsunagu.calls.legs import Legs, SipLeg, reject
 from tsunagu.calls.numbers import to_national
 from tsunagu.calls.record import QueuedWriter
 from tsunagu.calls.transfer import TransferControl
 from tsunagu.calls.trunk_registration import TrunkRegistrations
+from tsunagu.calls.voicemail_callbacks import LiveTask, VoicemailCallbacks
 from tsunagu.calls.webhooks import WebhookClient
 from tsunagu.center import Center
 from tsunagu.events import EventBus
@@ -65,6 +68,7 @@ from tsunagu.sip.peer import Peer
 from tsunagu.sip.registrar import BindingChange, Registrar
 from tsunagu.sip.uri import SipUri, parse_uri
 from tsunagu.store.agent_states import AgentStates
+from tsunagu.store.callback_tasks import CallbackTasks
 from tsunagu.store.history import History
 from tsunagu.store.interactions import Disposition, LegRole
 
@@ -75,7 +79,7 @@ log = logging.getLogger("tsunagu.calls")
 DEFAULT_HOLD_PROMPT = "hold.wav"
 
 
-class CallController(TransferControl, InternalCalls, CallbackControl):
+class CallController(TransferControl, InternalCalls, CallbackControl, VoicemailCallbacks):
     def __init__(
         self,
         settings: Settings,
@@ -88,6 +92,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
         webhooks: WebhookClient,
         agent_states: AgentStates | None = None,
         events: EventBus | None = None,
+        callback_tasks: CallbackTasks | None = None,
     ) -> None:
         self.settings = settings
         self.center = center
@@ -96,6 +101,11 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
         self.media = media
         self.history = history
         self.webhooks = webhooks
+        #: Voicemail callback tasks (:mod:`.voicemail_callbacks`): the store, the tasks this
+        #: process works on (by task id) and their current ACD entries (by attempt id).
+        self.callback_tasks = callback_tasks
+        self.live_tasks: dict[str, LiveTask] = {}
+        self.task_attempts: dict[str, LiveTask] = {}
         #: Every presence move, for the time-per-state report (one writer keeps order).
         self.state_log = QueuedWriter(agent_states, "agent state", {})
         #: Domain events (docs/ARCHITECTURE.md "Events"); a bus nobody subscribes to is free.
@@ -196,8 +206,10 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
         suffix = ";transport=tcp" if transport.upper() == "TCP" else ""
         return f"<sip:tsunagu@{self.local_host}:{self.local_port}{suffix}>"
 
-    def _new_call(self, direction: str, caller: str, dialled: str) -> Call:
-        interaction_id = str(uuid.uuid4())
+    def _new_call(
+        self, direction: str, caller: str, dialled: str, interaction_id: str | None = None
+    ) -> Call:
+        interaction_id = interaction_id or str(uuid.uuid4())
         call = Call(self, interaction_id, direction=direction, caller=caller, dialled=dialled)
         self.calls[interaction_id] = call
         return call
@@ -212,6 +224,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
         )
 
     async def close(self) -> None:
+        self.stop_callback_timers()
         for call in list(self.calls.values()):
             for leg in (call.caller_leg, call.agent_leg, *call.offers.values()):
                 if leg is not None:
@@ -407,12 +420,20 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
                 await call.finish()
                 self.calls.pop(call.id, None)
 
+    def use_center(self, center: Center) -> list[str]:
+        """Route new calls with ``center`` (rebuilt from the store); what waits for a
+        restart is returned (see :mod:`tsunagu.calls.center_swap`)."""
+        waits = swap_center(self, center, self._now())
+        self._pump()
+        return waits
+
     # -- queues and the ACD -------------------------------------------------------------
     def enqueue(self, call: Call, queue: str) -> str | None:
         """Put ``call`` in ``queue``; a refusal reason if nobody could ever answer it."""
         settings = self.center.queues.get(queue)
         if settings is None:
             return f"unknown queue {queue!r}"
+        call.last_queue = queue
         if not self._anyone_on_duty(queue):
             return "no agent of the queue is logged in"
         call.queue = queue
@@ -523,7 +544,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
                         "manual": event.manual,
                     },
                 )
-            elif isinstance(event, CallbackOffered):
+            elif isinstance(event, CallbackOffered) and not self._task_offered(event):
                 call = self.calls.get(event.call_id)
                 if call is not None:
                     self._spawn(
@@ -659,6 +680,7 @@ class CallController(TransferControl, InternalCalls, CallbackControl):
     # -- for the REST API -------------------------------------------------------------
     def agents_view(self) -> list[dict[str, Any]]:
         names = {a.id: (a.name, a.team) for a in self.settings.agents}
+        names.update({a: ("", None) for a in self.agent_ids - names.keys()})  # deleted live
         wall, mono = time.time(), self._now()
         out = []
         for agent_id in sorted(self.agent_ids):

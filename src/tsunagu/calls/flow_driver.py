@@ -55,9 +55,10 @@ class FlowHost(Protocol):
         """Call ``number`` and bridge; ``None`` if connected, else why not."""
 
     async def record_voicemail(
-        self, prompt: list[PlayItem], max_seconds: int
+        self, prompt: list[PlayItem], max_seconds: int, queue: str | None
     ) -> VoicemailRecorded | None:
-        """Record a message; ``None`` if the caller left before saying anything."""
+        """Record a message and leave a callback task for ``queue`` (``None``: the queue
+        the caller last waited in); ``None`` if the caller left before saying anything."""
 
     def flow_events(self, events: list[FlowEvent]) -> None:
         """Timeline entries for the interaction record."""
@@ -162,7 +163,7 @@ class FlowDriver:
             return await self.webhooks.call(action)
         if isinstance(action, RecordVoicemail):
             recorded = await self.host.record_voicemail(
-                prompt_items(action.prompt), action.max_seconds
+                prompt_items(action.prompt), action.max_seconds, action.queue
             )
             return recorded if recorded is not None else VoicemailRecorded("", 0.0)
         raise AssertionError(f"unexpected flow action {action!r}")

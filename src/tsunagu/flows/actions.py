@@ -126,6 +126,9 @@ class TransferToNumber:
 class RecordVoicemail:
     prompt: tuple[PromptItem, ...]
     max_seconds: int
+    #: The block's queue for the callback task (``None``: the queue the caller last
+    #: waited in, decided by the call layer, which knows it).
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -407,7 +407,7 @@ class FlowRun:
         if isinstance(block, m.TransferToFlowBlock):
             return self._transfer_to_flow(block, now)
         if isinstance(block, m.VoicemailBlock):
-            return RecordVoicemail(self._items(block), block.max_seconds)
+            return RecordVoicemail(self._items(block), block.max_seconds, block.queue)
         if isinstance(block, m.DisconnectBlock):
             return Hangup(block.reason)
         if isinstance(block, m.LoopGuardBlock):

@@ -523,10 +523,17 @@ class TransferToFlowBlock(_Block):
 
 
 class VoicemailBlock(_Spoken):
-    """Records a message and leaves a callback task; then ``next``, or disconnect."""
+    """Records a message and leaves a callback task; then ``next``, or disconnect.
+
+    ``queue``: whose agents call back. Without it the task goes to the queue the caller
+    last waited in or tried (a queue's fallback flow, or a ``TransferToQueue``'s
+    ``on_failure``, offering voicemail needs no queue of its own);
+    a caller who never queued leaves an unassigned task that supervisors see and cancel.
+    """
 
     type: Literal["Voicemail"]
     max_seconds: Annotated[StrictInt, Field(ge=1, le=600)] = 120
+    queue: ObjectName | None = None
     next: BlockRef | None = None
 
     @model_validator(mode="after")

@@ -151,6 +151,12 @@ def _check_resources(flow: Flow, block_id: str, context: FlowContext) -> list[Fl
     if isinstance(block, PlayPromptBlock | GetDigitsBlock | VoicemailBlock):
         if block.prompt is not None and block.prompt not in context.prompts:
             unknown("prompt", "prompt", block.prompt, context.prompts)
+        if (
+            isinstance(block, VoicemailBlock)
+            and block.queue is not None
+            and block.queue not in context.queues
+        ):
+            unknown("queue", "queue", block.queue, context.queues)
     elif isinstance(block, CheckHoursBlock):
         if block.hours not in context.hours:
             unknown("hours", "hours", block.hours, context.hours)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tsunagu.store.agent_states import AgentStates, AgentTime
+from tsunagu.store.callback_tasks import CallbackTask, CallbackTaskPage, CallbackTasks
 from tsunagu.store.config_diff import Diff, DiffItem, FieldChange
 from tsunagu.store.config_store import (
     KINDS,
@@ -61,14 +62,15 @@ from tsunagu.store.schema import head_revision, migrate, migrate_engine
 
 @dataclass(frozen=True, slots=True)
 class Store:
-    """The open database: configuration, history and webhook dead letters share one
-    engine (one pool)."""
+    """The open database: configuration, history, webhook dead letters and callback
+    tasks share one engine (one pool)."""
 
     db: Database
     config: ConfigStore
     history: History
     agent_states: AgentStates
     dead_letters: DeadLetters
+    callback_tasks: CallbackTasks
 
     @property
     def engine(self) -> AsyncEngine:
@@ -103,6 +105,7 @@ async def open_store(
         history=History(db, node),
         agent_states=AgentStates(db, node),
         dead_letters=DeadLetters(db),
+        callback_tasks=CallbackTasks(db),
     )
 
 
@@ -111,6 +114,9 @@ __all__ = [
     "AgentStage",
     "AgentStates",
     "AgentTime",
+    "CallbackTask",
+    "CallbackTaskPage",
+    "CallbackTasks",
     "Change",
     "ChangeListener",
     "Clock",

@@ -58,6 +58,7 @@ KINDS: tuple[str, ...] = (
     "teams",
     "hours",
     "calendars",
+    "customers",
     "prompts",
     "users",
     "acls",

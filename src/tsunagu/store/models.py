@@ -16,6 +16,8 @@ Two families, kept apart because they live different lives (docs/STORAGE.md):
   presence state (the "time per agent state" report); history too, never replicated.
 * events — ``webhook_dead_letters``: webhook deliveries that gave up (node-local, like
   history).
+* callbacks — ``callback_tasks``: a voicemail's callback task until it is done, failed or
+  cancelled (node-local: the node whose ACD dials it).
 """
 
 from __future__ import annotations
@@ -216,4 +218,37 @@ webhook_dead_letters = Table(
     Column("redelivered_at", UtcDateTime, nullable=True),
     Index(None, "dead_at", "id"),
     Index(None, "webhook", "redelivered_at"),
+)
+
+# --- callback tasks ---------------------------------------------------------------------
+
+callback_tasks = Table(
+    "callback_tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    #: The voicemail interaction the task answers (no foreign key: a task outlives a
+    #: history purge, and it is written from another queue than the interaction).
+    Column("voicemail_interaction_id", String(36), nullable=False, index=True),
+    #: The customer's number, dialled through the trunk.
+    Column("caller", String(128), nullable=False),
+    #: NULL: unassigned (the caller never queued and the block named no queue).
+    Column("queue", String(64), nullable=True),
+    #: The voicemail recording's file, played to the agent before the customer is dialled.
+    Column("recording", String(500), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    #: Not offered again before this (the retry delay after an unanswered attempt).
+    Column("not_before", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    #: The interaction of the last attempt (direction outbound, disposition callback).
+    Column("last_interaction_id", String(36), nullable=True),
+    Column("last_agent", String(64), nullable=True),
+    Column("last_error", String(200), nullable=True),
+    CheckConstraint(
+        "state IN ('pending', 'dialling', 'done', 'failed', 'cancelled')",
+        name="state",
+    ),
+    Index(None, "created_at", "id"),
+    Index(None, "state", "queue"),
 )

@@ -43,6 +43,13 @@ from tsunagu.api.users import (
     redact,
     validate_auth_document,
 )
+from tsunagu.config_kinds import (
+    CENTER_KINDS,
+    SECRET_FIELDS,
+    redact_pair,
+    restore_secret_fields,
+    restore_secrets,
+)
 from tsunagu.store import ConfigValidationError, RevisionConflictError
 from tsunagu.store.config_diff import Diff, DiffItem
 
@@ -100,19 +107,67 @@ async def _prepare(
     ctx: ApiContext, principal: Principal, kind: str, name: str, document: dict[str, Any]
 ) -> dict[str, Any]:
     """Hash user secrets, then collect every validation problem before the store is asked."""
+    problems: list[str] = []
     if kind == USERS:
         stored = await ctx.services.store.config.get(kind, name)
         document = await asyncio.to_thread(
             prepare_user_document, name, document, None if stored is None else stored.document
         )
-    problems = [f"{kind}/{name}: {p}" for p in validate_auth_document(kind, name, document)]
+    elif kind in SECRET_FIELDS:
+        stored = await ctx.services.store.config.get(kind, name)
+        document, kept = restore_secret_fields(
+            kind, document, None if stored is None else stored.document
+        )
+        problems += [f"{kind}/{name}.{p}" for p in kept]
+    problems += [f"{kind}/{name}: {p}" for p in validate_auth_document(kind, name, document)]
     if ctx.services.validator is not None and not problems:
         problems += [f"{kind}/{name}: {p}" for p in ctx.services.validator(kind, name, document)]
     if problems:
         raise ConfigValidationError(problems)
+    if kind in CENTER_KINDS:
+        await _check_whole(ctx, {kind: {name: document}}, set())
     if kind == ACLS and name == principal.role:
         _refuse_lockout(principal, document)
     return document
+
+
+async def _check_whole(
+    ctx: ApiContext,
+    put: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    deleted: set[tuple[str, str]],
+    *,
+    replace_kinds: bool = False,
+) -> None:
+    """Refuse a write that would give the contact center a problem it does not have now
+    (the checks ``serve`` makes at start-up: references between kinds, flow loops).
+    Problems already present are not blamed on this write, so a store can be repaired one
+    document at a time. ``replace_kinds``: each kind in ``put`` replaces the stored one
+    (an apply)."""
+    check = ctx.services.check_center
+    if check is None:
+        return
+    current = await ctx.services.store.config.export()
+    would_be: dict[str, dict[str, dict[str, Any]]] = {
+        kind: dict(entities) for kind, entities in current.items()
+    }
+    for kind, entities in put.items():
+        target = {} if replace_kinds else would_be.get(kind, {})
+        would_be[kind] = {**target, **{n: dict(d) for n, d in entities.items()}}
+    for kind, name in deleted:
+        would_be.get(kind, {}).pop(name, None)
+    before = set(await asyncio.to_thread(check, current))
+    new = [p for p in await asyncio.to_thread(check, would_be) if p not in before]
+    if not new:
+        return
+    if deleted and not put:
+        (kind, name), *_ = sorted(deleted)
+        raise ApiError(
+            409,
+            "config.in_use",
+            f"{kind}/{name} is still in use; change or delete what refers to it first",
+            {"problems": new},
+        )
+    raise ConfigValidationError(new)
 
 
 def _refuse_lockout(principal: Principal, document: Mapping[str, Any]) -> None:
@@ -173,7 +228,8 @@ async def apply_config(ctx: Context, principal: Admin, body: ApplyIn) -> DiffOut
     if isinstance(desired.get(USERS), Mapping):
         current = {USERS: {e.name: e.document for e in await config.list(USERS)}}
         desired = await asyncio.to_thread(hash_user_secrets, desired, current)
-    problems: list[str] = []
+    exported = await config.export()
+    desired, problems = restore_secrets(desired, exported)
     for kind, entities in desired.items():
         for name, doc in (entities or {}).items():
             problems += [f"{kind}/{name}: {p}" for p in validate_auth_document(kind, name, doc)]
@@ -181,6 +237,9 @@ async def apply_config(ctx: Context, principal: Admin, body: ApplyIn) -> DiffOut
                 problems += [f"{kind}/{name}: {p}" for p in ctx.services.validator(kind, name, doc)]
     if problems:
         raise ConfigValidationError(problems)
+    center_part = {k: v for k, v in desired.items() if k in CENTER_KINDS and v is not None}
+    if center_part:
+        await _check_whole(ctx, center_part, set(), replace_kinds=True)
     own_acl = (desired.get(ACLS) or {}).get(str(principal.role))
     if isinstance(own_acl, Mapping):
         _refuse_lockout(principal, own_acl)
@@ -198,9 +257,17 @@ async def apply_config(ctx: Context, principal: Admin, body: ApplyIn) -> DiffOut
     return DiffOut.of(_redacted_diff(diff))
 
 
+def _shown_pair(
+    kind: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    if kind == USERS:
+        return redact(kind, before), redact(kind, after)
+    return redact_pair(kind, before, after)
+
+
 def _redacted_diff(diff: Diff) -> Diff:
     items = tuple(
-        DiffItem(i.operation, i.kind, i.name, redact(i.kind, i.before), redact(i.kind, i.after))
+        DiffItem(i.operation, i.kind, i.name, *_shown_pair(i.kind, i.before, i.after))
         for i in diff.items
     )
     return Diff(items, diff.base_revision, diff.dry_run, diff.applied_revision)
@@ -284,7 +351,11 @@ async def put_entity(
     "/{kind}/{name}",
     response_model=DeletedOut,
     summary="Delete an entity",
-    responses={**_NOT_FOUND, **_CONFLICT},
+    responses={
+        **_NOT_FOUND,
+        **_CONFLICT,
+        409: {"model": ErrorBody, "description": "still in use (config.in_use)"},
+    },
 )
 async def delete_entity(
     ctx: Context,
@@ -296,6 +367,8 @@ async def delete_entity(
     ] = None,
 ) -> DeletedOut:
     expected = _expected_revision(if_match, None)
+    if kind in CENTER_KINDS:
+        await _check_whole(ctx, {}, {(kind, name)})
     try:
         revision = await ctx.services.store.config.delete(kind, name, principal.actor, expected)
     except RevisionConflictError as exc:

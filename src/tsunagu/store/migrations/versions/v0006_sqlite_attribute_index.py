@@ -1,7 +1,7 @@
 """SQLite: an index of interaction attributes, kept by triggers.
 
 Revision ID: 0006_sqlite_attribute_index
-Revises: 0004_webhook_deliveries
+Revises: 0005_callback_tasks
 Create Date: 2026-12-06
 
 Why: searching interactions by a flow attribute (a CRM account id, say) is what an
@@ -24,7 +24,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0006_sqlite_attribute_index"
-down_revision: str | None = "0004_webhook_deliveries"
+down_revision: str | None = "0005_callback_tasks"
 branch_labels: str | None = None
 depends_on: str | None = None
 
