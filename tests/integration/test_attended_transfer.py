@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.integration.conftest import Tones
 from tests.integration.peers.audio import dominant_frequency, make_tone_wav, read_mono, read_wav
 from tests.integration.peers.baresip import BaresipUA
 from tests.integration.peers.pjsua import PjsuaAccount, PjsuaAgent, PjsuaCall
@@ -327,3 +328,42 @@ def test_refer_sent_on_the_consultation_transfers_the_same_way(
     (inbound,) = [r for r in wait_records(demo_server, 2) if r.interaction.direction == "inbound"]
     (transfer,) = inbound.interaction.transfers
     assert (transfer["kind"], transfer["from"], transfer["to"]) == ("attended", "1001", "1002")
+
+
+def test_invite_with_replaces_moves_the_agents_call_to_another_phone(
+    demo_server: TsunaguServer,
+    agent_a: PjsuaAccount,
+    pjsua_factory: Callable[..., PjsuaAgent],
+    caller_phone: BaresipUA,
+    tones: Tones,
+) -> None:
+    """Agent 1001's second phone INVITEs with Replaces naming the first phone's dialog
+    (RFC 3891): it gets the customer (who now hears its 1000 Hz), the first phone gets
+    BYE. Replaces naming no dialog of ours is 481, and nothing changes."""
+    caller_phone.call_and_wait(f"sip:{DID}@127.0.0.1:{demo_server.sip_port}")
+    first_call = agent_a.wait_incoming(timeout=30)
+    first_call.wait_confirmed(timeout=10)
+    # Registered only now: calls for 1001 go to the newest binding.
+    second = pjsua_factory("pj-1001b").add_account(
+        "1001", password="demo-1001", registrar=demo_server.registrar, play=tones.agent
+    )
+    second.wait_registered()
+    time.sleep(1.5)
+    mine, ours = first_call.dialog_tags()
+    target = f"sip:1001@127.0.0.1:{demo_server.sip_port}"
+    bogus = second.call(target, headers=[("Replaces", "nosuch;to-tag=a;from-tag=b")])
+    assert bogus.wait_disconnected(timeout=10)["code"] == 481
+    replaces = f"{first_call.call_id};to-tag={ours};from-tag={mine}"
+    taking = second.call(target, headers=[("Replaces", replaces)])
+    taking.wait_confirmed(timeout=10)
+    first_call.wait_disconnected(timeout=10)
+    time.sleep(3)
+    caller_phone.hangup()
+    taking.wait_disconnected(timeout=10)
+    rate, samples = read_mono(caller_phone.heard()[-1])
+    heard = labels(samples, rate)
+    assert "AA" in heard and "BBBB" in heard[heard.index("AA") :], heard
+    (record,) = wait_records(demo_server, 1)
+    (transfer,) = record.interaction.transfers
+    assert (transfer["kind"], transfer["from"], transfer["to"]) == ("replaces", "1001", "1001")
+    assert sorted(leg.role for leg in record.legs) == ["agent", "agent", "caller"]

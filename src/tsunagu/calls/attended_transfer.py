@@ -197,7 +197,7 @@ class AttendedTransfers(ControllerHost):
         call.log_leg(kept, LegRole.AGENT)
         iid = call.id
         call.record.post(lambda h: h.add_agent(iid, target, AgentStage.ANSWERED))
-        old = await call.swap_agent_leg(kept, target, attended=True)
+        old = await call.swap_agent_leg(kept, target, kind="attended")
         log.info(
             "attended transfer",
             extra={"interaction": call.id, "from": transferor.agent_id, "to": target},

@@ -389,7 +389,7 @@ class Call:
         log.info("call held" if held else "call resumed", extra={"interaction": self.id})
 
     async def swap_agent_leg(
-        self, new: SipLeg, target: str, *, attended: bool = False
+        self, new: SipLeg, target: str, *, kind: str = "blind"
     ) -> SipLeg | None:
         """A transfer: the caller now talks to ``new``; the recording goes on in the same
         file. Returns the old agent leg, which the caller of this hangs up."""
@@ -411,8 +411,8 @@ class Call:
         transfer = {
             "to": target,
             "from": old.agent_id if old is not None else None,
-            "kind": "attended" if attended else "blind",
-            "attended": attended,
+            "kind": kind,
+            "attended": kind == "attended",
         }
         self.record.post(lambda h: h.update(iid, append_transfer=transfer))
         return old

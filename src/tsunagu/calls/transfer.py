@@ -1,6 +1,7 @@
 """Transfers: blind transfer by the agent's phone (REFER, RFC 3515) or through the API,
 and calls to outside numbers through a trunk (TransferToNumber, callbacks' customer leg).
-A REFER whose Refer-To carries Replaces is an attended transfer (:mod:`.attended_transfer`).
+A REFER whose Refer-To carries Replaces is an attended transfer (:mod:`.attended_transfer`);
+an INVITE with Replaces takes an agent's call over to another phone (:mod:`.replaces_invite`).
 
 A mixin of :class:`~tsunagu.calls.controller.CallController` (see :mod:`.host` for why).
 Caller ID goes out in the trunk's number format in From and P-Asserted-Identity (RFC 3325).
@@ -20,6 +21,7 @@ from tsunagu.calls.early_media import end_early_media, relay_early_media
 from tsunagu.calls.host import ControllerHost
 from tsunagu.calls.legs import SipLeg
 from tsunagu.calls.numbers import to_e164, to_national
+from tsunagu.calls.replaces_invite import ReplacingInvites
 from tsunagu.sip.dialog import build_invite
 from tsunagu.sip.errors import SipParseError
 from tsunagu.sip.headers import NameAddress
@@ -32,7 +34,7 @@ from tsunagu.store.interactions import LegRole
 log = logging.getLogger("tsunagu.calls")
 
 
-class TransferControl(AttendedTransfers, ControllerHost):
+class TransferControl(AttendedTransfers, ReplacingInvites, ControllerHost):
     # -- blind transfer (RFC 3515) --------------------------------------------------------
     def _call_of(self, leg: SipLeg) -> Call | None:
         for call in self.calls.values():

@@ -238,6 +238,11 @@ class Agent:
         prm.opt.videoCount = 0
         if msg.get("call_id"):
             prm.opt.customCallId = str(msg["call_id"])
+        for header_name, header_value in msg.get("headers") or []:  # e.g. Replaces
+            header = pj.SipHeader()
+            header.hName = str(header_name)
+            header.hValue = str(header_value)
+            prm.txOption.headers.append(header)
         self.calls[name] = call
         try:
             call.makeCall(str(msg["uri"]), prm)
