@@ -896,3 +896,12 @@ def test_phone_lost_during_a_direct_call_ends_offline() -> None:
     assert engine.agent("a").state is S.ON_CALL  # still talking (RFC 3261 §10 vs §12)
     engine.end_direct_call("a", "int1", 3.0)
     assert engine.agent("a").state is S.OFFLINE
+
+
+def test_an_agent_added_later_counts_their_state_from_then() -> None:
+    # GET /api/v1/agents shows "since"; an agent known from t=500 was not offline since 0.
+    engine = AcdEngine()
+    engine.add_agent(Agent("1001"), 500.0)
+    assert engine.agent("1001").state_since == 500.0
+    engine.login("1001", 620.0)
+    assert engine.agent("1001").state_since == 620.0
