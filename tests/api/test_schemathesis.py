@@ -11,6 +11,14 @@ Every check runs except ``positive_data_acceptance`` ("a schema-valid request mu
 state — a configuration document the YAML models reject, a report period that ends before
 it starts, a pagination cursor that was not issued by the server — and each of those
 refusals is a documented 4xx with its own ``error_id``.
+
+``negative_data_rejection`` ("a request the schema forbids must get a 4xx") runs too, with
+two leniencies of the framework named and allowed, because neither loses or corrupts
+anything: a single-valued query parameter given twice takes the last value (how Starlette
+reads a query string), and a date-time parameter given as a number is read as Unix seconds
+(how pydantic reads datetimes). Any other accepted schema violation fails the test. Bytes
+that are not HTTP at all (a header line without a colon) are refused by uvicorn's parser
+before the application exists for them; that plain-text 400 is not the document's business.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core.result import Err
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from tests.api.conftest import ADMIN, FakeCallLayer, make_services, standard_users
 from tests.conftest import FakeClock
@@ -36,6 +44,8 @@ from tsunagu.api import ApiServer, RateLimit, create_app
 from tsunagu.store import Store, open_store
 
 EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 6}
+#: The body of uvicorn's own answer to bytes its HTTP parser (h11) refuses.
+_UVICORN_REFUSAL = b"Invalid HTTP request received."
 
 
 async def _seed(store: Store) -> None:
@@ -127,15 +137,60 @@ def _not_http(response: Any) -> bool:
     no colon, say). uvicorn's HTTP parser refuses those with its own plain-text 400 before
     the application sees anything, so the API document has nothing to say about them; any
     other answer is checked in full."""
-    return bool(
-        response.status_code == 400
-        and response.headers.get("content-type", "").startswith("text/plain")
-        and response.content == b"Invalid HTTP request received."
-    )
+    return bool(response.status_code == 400 and response.content == _UVICORN_REFUSAL)
+
+
+def _date_time_queries(document: dict[str, Any]) -> set[tuple[str, str]]:
+    """(path, name) of every query parameter whose schema (or a member of its anyOf) is a
+    date-time, read off the OpenAPI document itself."""
+    found: set[tuple[str, str]] = set()
+    for path, item in document["paths"].items():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                members = [schema, *schema.get("anyOf", [])]
+                if parameter["in"] == "query" and any(
+                    m.get("format") == "date-time" for m in members
+                ):
+                    found.add((path, parameter["name"]))
+    return found
+
+
+def _lenient_only(case: schemathesis.Case[Any], date_times: set[tuple[str, str]]) -> bool:
+    """Whether every mutation of this negative case is one of the leniencies the module
+    docstring allows (or never reached the server: our Authorization header replaces it)."""
+    meta = case.meta
+    mutations = getattr(meta.phase.data, "mutations", None) if meta is not None else None
+    if not mutations:
+        return False
+    for m in mutations:
+        location, name = str(m.parameter_location.value), m.parameter
+        if location == "header" and name == "Authorization":
+            continue
+        if location != "query":
+            return False
+        if m.keywords == ("type",) and m.new_value == "array":
+            continue  # a repeated single-valued parameter: the last one counts
+        sent = (case.query or {}).get(name or "")
+        if (case.operation.path, name) in date_times and _numeric(sent):
+            continue  # Unix seconds for a date-time
+        return False
+    return True
+
+
+def _numeric(value: object) -> bool:
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        try:
+            float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+    return bool(values)
 
 
 def test_no_server_errors_and_answers_match_the_document(base_url: str) -> None:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    date_times = _date_time_queries(schema.raw_schema)
     failures: list[str] = []
     operations = 0
     for result in schema.get_all_operations():
@@ -158,7 +213,10 @@ def test_no_server_errors_and_answers_match_the_document(base_url: str) -> None:
                 response = case.call(base_url=base_url, headers=dict(ADMIN), timeout=10)
                 if _not_http(response):
                     return
-                case.validate_response(response, excluded_checks=[positive_data_acceptance])
+                excluded: list[Any] = [positive_data_acceptance]
+                if 200 <= response.status_code < 300 and _lenient_only(case, date_times):
+                    excluded.append(negative_data_rejection)
+                case.validate_response(response, excluded_checks=excluded)
 
             try:
                 check()

@@ -898,6 +898,15 @@ def test_phone_lost_during_a_direct_call_ends_offline() -> None:
     assert engine.agent("a").state is S.OFFLINE
 
 
+def test_an_agent_added_later_counts_their_state_from_then() -> None:
+    # GET /api/v1/agents shows "since"; an agent known from t=500 was not offline since 0.
+    engine = AcdEngine()
+    engine.add_agent(Agent("1001"), 500.0)
+    assert engine.agent("1001").state_since == 500.0
+    engine.login("1001", 620.0)
+    assert engine.agent("1001").state_since == 620.0
+
+
 def test_attended_transfer_moves_the_consulted_agent_onto_the_queue_call() -> None:
     """a answers c1, consults b (b's own call int1), transfers: b takes c1 over, still
     ON_CALL; ending it is a queue call's end (wrap-up), and int1 ending does nothing."""

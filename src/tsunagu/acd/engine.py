@@ -196,7 +196,10 @@ class AcdEngine:
         self._roster.add_team(team)
 
     def add_agent(self, agent: Agent, now: float = 0.0) -> None:
-        """Register an agent (normally OFFLINE until they log in) and its queue memberships."""
+        """Register an agent (normally OFFLINE until they log in) and its queue memberships.
+        Their current state counts from ``now`` (how long someone has been offline is only
+        known from the moment we know them)."""
+        agent.state_since = now
         self._roster.add(agent)
         if agent.team_id is not None:
             self._team_pools.setdefault(agent.team_id, AgentPool(None))
