@@ -905,3 +905,30 @@ def test_an_agent_added_later_counts_their_state_from_then() -> None:
     assert engine.agent("1001").state_since == 500.0
     engine.login("1001", 620.0)
     assert engine.agent("1001").state_since == 620.0
+
+
+def test_attended_transfer_moves_the_consulted_agent_onto_the_queue_call() -> None:
+    """a answers c1, consults b (b's own call int1), transfers: b takes c1 over, still
+    ON_CALL; ending it is a queue call's end (wrap-up), and int1 ending does nothing."""
+    engine = build(["a", "b"], wrap_up_s=10.0)
+    engine.enqueue(Call("c1", "q"), 1.0)
+    assert offers(engine.pop_events()) == [("c1", "a")]
+    assert engine.agent_answered("a", "c1", 2.0)
+    assert engine.begin_direct_call("b", "int1", 3.0)
+    assert not engine.take_over_call("b", "other", "c1", "q", 4.0)  # not on that call
+    assert engine.take_over_call("b", "int1", "c1", "q", 4.0)
+    engine.call_ended("a", 4.0)
+    assert engine.agent("a").state is S.WRAP_UP
+    engine.end_direct_call("b", "int1", 5.0)  # the consultation ends: b stays on c1
+    assert engine.agent("b").state is S.ON_CALL
+    assert engine.agent("b").current_call_id == "c1"
+    engine.call_ended("b", 30.0)
+    assert engine.agent("b").state is S.WRAP_UP  # the queue's wrap-up, not a direct call's
+
+
+def test_take_over_leaves_an_agent_who_was_not_on_the_consultation_alone() -> None:
+    engine = build(["a", "b"])
+    engine.set_away("b", "lunch", 1.0)
+    assert not engine.begin_direct_call("b", "int1", 2.0)
+    assert not engine.take_over_call("b", "int1", "c1", "q", 3.0)
+    assert engine.agent("b").state is S.AWAY

@@ -522,6 +522,22 @@ class AcdEngine:
         else:
             self._agent_free(agent, now)
 
+    def take_over_call(
+        self, agent_id: str, from_call_id: str, call_id: str, queue_id: str | None, now: float
+    ) -> bool:
+        """Attended transfer: the agent, ON_CALL on their own call ``from_call_id`` (the
+        consultation), now talks to the customer of ``call_id``. They stay ON_CALL; the
+        call is theirs from ``now`` for the queue's handle time, and ending it brings
+        wrap-up as after any queue call (:meth:`call_ended`). ``False`` (nothing changes)
+        if the agent is not on that consultation (away when called, say)."""
+        agent = self._roster.get(agent_id)
+        if agent.state is not AgentState.ON_CALL or agent.current_call_id != from_call_id:
+            return False
+        agent.current_call_id = call_id
+        agent.current_queue_id = queue_id if queue_id in self._queues else None
+        agent.answered_at = now
+        return True
+
     # ------------------------------------------------------------------------ routing
 
     def _offer(self, call: QueuedCall, agent: Agent, now: float) -> None:

@@ -88,6 +88,9 @@ class Call:
         self.busy_agents: list[str] = []
         self.leg_swapped = asyncio.Event()
         self.on_hold = False
+        #: Legs an attended transfer moved to another call (RFC 5589 §7): this call
+        #: neither hangs them up nor closes their media (:mod:`.attended_transfer`).
+        self.handed_over: list[SipLeg] = []
         #: The contact flow's attributes (live while it runs), for the screen-pop.
         self.attributes: Mapping[str, Any] = {}
         #: Agents this call was offered to, in order (their streams see its later events).
@@ -362,6 +365,8 @@ class Call:
             break
         first, other = (caller, agent) if caller.ended.done() else (agent, caller)
         self.record.event("hangup", by=first.role)
+        if other in self.handed_over:
+            return
         other.hangup()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(other.ended), timeout=10)
@@ -383,7 +388,9 @@ class Call:
         self.record.event("hold" if held else "resume", by="agent")
         log.info("call held" if held else "call resumed", extra={"interaction": self.id})
 
-    async def swap_agent_leg(self, new: SipLeg, target: str) -> SipLeg | None:
+    async def swap_agent_leg(
+        self, new: SipLeg, target: str, *, kind: str = "blind"
+    ) -> SipLeg | None:
         """A transfer: the caller now talks to ``new``; the recording goes on in the same
         file. Returns the old agent leg, which the caller of this hangs up."""
         assert self.caller_leg is not None
@@ -401,7 +408,13 @@ class Call:
             call_events.transferred(self, old.agent_id if old else None, target)
         )
         iid = self.id
-        self.record.post(lambda h: h.update(iid, append_transfer={"to": target, "kind": "blind"}))
+        transfer = {
+            "to": target,
+            "from": old.agent_id if old is not None else None,
+            "kind": kind,
+            "attended": kind == "attended",
+        }
+        self.record.post(lambda h: h.update(iid, append_transfer=transfer))
         return old
 
     async def finish(self) -> None:
@@ -410,7 +423,7 @@ class Call:
             with contextlib.suppress(Exception):
                 await self.recording.stop()
         for leg in [self.caller_leg, self.agent_leg, *self.offers.values()]:
-            if leg is None:
+            if leg is None or leg in self.handed_over:
                 continue
             leg.close_timers()
             with contextlib.suppress(Exception):

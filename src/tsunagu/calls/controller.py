@@ -244,6 +244,8 @@ class CallController(TransferControl, InternalCalls, CallbackControl, VoicemailC
         dialled = uri.user if isinstance(uri, SipUri) and uri.user else ""
         from_uri = request.from_.uri
         caller_number = from_uri.user if isinstance(from_uri, SipUri) and from_uri.user else ""
+        if self._invite_replaces(tx_id, request, peer, caller, now):  # RFC 3891
+            return
         if caller.kind == "agent" and dialled in self.agent_ids:
             call = self._new_call("internal", caller.name, dialled)
             self.events.publish(call_events.started(call, caller, None))

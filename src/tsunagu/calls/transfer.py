@@ -1,5 +1,7 @@
 """Transfers: blind transfer by the agent's phone (REFER, RFC 3515) or through the API,
 and calls to outside numbers through a trunk (TransferToNumber, callbacks' customer leg).
+A REFER whose Refer-To carries Replaces is an attended transfer (:mod:`.attended_transfer`);
+an INVITE with Replaces takes an agent's call over to another phone (:mod:`.replaces_invite`).
 
 A mixin of :class:`~tsunagu.calls.controller.CallController` (see :mod:`.host` for why).
 Caller ID goes out in the trunk's number format in From and P-Asserted-Identity (RFC 3325).
@@ -13,41 +15,56 @@ import logging
 
 from tsunagu.acd.presence import AcdError
 from tsunagu.calls import call_events
+from tsunagu.calls.attended_transfer import AttendedTransfers
 from tsunagu.calls.call import Call
 from tsunagu.calls.early_media import end_early_media, relay_early_media
 from tsunagu.calls.host import ControllerHost
 from tsunagu.calls.legs import SipLeg
 from tsunagu.calls.numbers import to_e164, to_national
+from tsunagu.calls.replaces_invite import ReplacingInvites
 from tsunagu.sip.dialog import build_invite
 from tsunagu.sip.errors import SipParseError
 from tsunagu.sip.headers import NameAddress
 from tsunagu.sip.message import SipRequest, make_response
 from tsunagu.sip.peer import Peer
+from tsunagu.sip.replaces import Replaces
 from tsunagu.sip.uri import SipUri
 from tsunagu.store.interactions import LegRole
 
 log = logging.getLogger("tsunagu.calls")
 
 
-class TransferControl(ControllerHost):
+class TransferControl(AttendedTransfers, ReplacingInvites, ControllerHost):
     # -- blind transfer (RFC 3515) --------------------------------------------------------
     def _call_of(self, leg: SipLeg) -> Call | None:
         for call in self.calls.values():
+            if leg in call.handed_over:
+                continue
             if leg is call.agent_leg or leg is call.caller_leg:
                 return call
         return None
 
     def _refer(self, leg: SipLeg, tx_id: str, request: SipRequest) -> None:
-        """The agent's phone transfers the caller: 202, then NOTIFYs with the outcome."""
+        """The agent's phone transfers the caller: 202, then NOTIFYs with the outcome.
+        With Replaces in the Refer-To (RFC 5589 §7) it is an attended transfer."""
         now = self._now()
         call = self._call_of(leg)
         target: str | None = None
-        with contextlib.suppress(SipParseError):
+        replaces: Replaces | None = None
+        try:
             refer_to = NameAddress.parse(request.headers.get("Refer-To") or "", what="Refer-To")
             uri = refer_to.uri
             target = uri.user if isinstance(uri, SipUri) else None
+            replaces = Replaces.from_uri(uri) if isinstance(uri, SipUri) else None
+        except SipParseError as exc:
+            if target is not None:  # the Replaces is the broken part
+                self.core.respond(tx_id, make_response(request, 400, exc.reason[:100]), now)
+                return
         if target is None:
             self.core.respond(tx_id, make_response(request, 400, "Refer-To missing"), now)
+            return
+        if replaces is not None and call is not None:
+            self._attended_refer(call, leg, tx_id, request, replaces)
             return
         if call is None or leg is not call.agent_leg or not call.bridged.is_set():
             self.core.respond(tx_id, make_response(request, 403, "Nothing to transfer"), now)

@@ -63,8 +63,9 @@ security_log = logging.getLogger("tsunagu.security")
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "REFER")
 #: Methods we know of but do not accept here: 405 rather than 501 (§21.4.6 vs §21.5.2).
 KNOWN_METHODS = frozenset(("SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "PRACK", "UPDATE"))
-#: Option tags we support (§19.2); anything else in Require gets 420.
-SUPPORTED_OPTIONS = frozenset(("path", "outbound"))
+#: Option tags we support (§19.2); anything else in Require gets 420. ``replaces``:
+#: RFC 3891 (calls/replaces_invite.py, calls/attended_transfer.py).
+SUPPORTED_OPTIONS = frozenset(("path", "outbound", "replaces"))
 ACCEPTED_BODIES = frozenset(("application/sdp",))
 
 

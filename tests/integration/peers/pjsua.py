@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -345,8 +346,10 @@ class PjsuaAccount:
         play: Path | None = None,
         record: Path | None = None,
         call_id: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
     ) -> PjsuaCall:
-        """Place a call; ``play``/``record`` override the account's defaults."""
+        """Place a call; ``play``/``record`` override the account's defaults; ``headers``
+        are added to the INVITE."""
         value = self.agent.command(
             "call",
             account=self.name,
@@ -354,6 +357,7 @@ class PjsuaAccount:
             play=str(play) if play else None,
             record=str(record) if record else None,
             call_id=call_id,
+            headers=[list(h) for h in headers or []],
         )
         return PjsuaCall(self.agent, str(value["call"]), str(value["call_id"]), record)
 
@@ -402,6 +406,43 @@ class PjsuaCall:
     def stop_record(self) -> Path | None:
         value = self.agent.command("stop_record", call=self.name)
         return Path(value["file"]) if value and value.get("file") else None
+
+    def hold(self) -> None:
+        self.agent.command("hold", call=self.name)
+
+    def unhold(self) -> None:
+        self.agent.command("unhold", call=self.name)
+
+    def xfer(self, uri: str) -> None:
+        """REFER this call to ``uri``, exactly as given."""
+        self.agent.command("xfer", call=self.name, uri=uri)
+
+    def xfer_replaces(self, dest: PjsuaCall) -> None:
+        """Attended transfer: REFER this call to ``dest``'s peer, replacing ``dest``."""
+        self.agent.command("xfer_replaces", call=self.name, dest=dest.name)
+
+    def wait_transfer_final(self, timeout: float = 15.0) -> Event:
+        """The final NOTIFY of the REFER sent on this call (its sipfrag status)."""
+        return self.agent.wait_event(
+            "transfer_status", timeout, match={"call": self.name, "final": True}
+        )
+
+    def dialog_tags(self) -> tuple[str, str]:
+        """(this phone's tag, the far end's tag) of this call's dialog, read from the 200
+        OK to the INVITE in pjsua's message log (pjsua2 does not expose dialog tags)."""
+        for block in self.agent.log_path.read_text(errors="replace").split("--end msg--"):
+            if "SIP/2.0 200 OK" not in block or f"Call-ID: {self.call_id}" not in block:
+                continue
+            if not re.search(r"^CSeq: \d+ INVITE", block, re.M):
+                continue
+            to_tag = re.search(r"^To: .*;tag=([^;\s>]+)", block, re.M)
+            from_tag = re.search(r"^From: .*;tag=([^;\s>]+)", block, re.M)
+            if to_tag and from_tag:
+                mine_is_to = "TX " in block.split("SIP/2.0 200 OK")[0]
+                if mine_is_to:
+                    return to_tag.group(1), from_tag.group(1)
+                return from_tag.group(1), to_tag.group(1)
+        raise PeerError(f"{self.agent.name}: no 200 OK for {self.call_id} in the log")
 
     def _is_end(self, event: Event) -> bool:
         return (

@@ -21,11 +21,12 @@ Why this shape (facts measured on these machines, see TESTING.md):
 
 Commands (``{"cmd": ..., "req": <id>, ...}``; each is answered by a ``result`` event with
 the same ``req``): ``add_account``, ``register``, ``unregister``, ``call``, ``answer``,
-``hangup``, ``dtmf``, ``play``, ``record``, ``stop_record``, ``status``, ``quit``.
+``hangup``, ``dtmf``, ``play``, ``record``, ``stop_record``, ``hold``, ``unhold``,
+``xfer``, ``xfer_replaces`` (attended transfer, RFC 5589 §7), ``status``, ``quit``.
 
 Events (``{"event": ...}``): ``ready``, ``result``, ``reg_state``, ``incoming_call``,
-``call_state``, ``media_state``, ``dtmf_received``, ``recording_closed``, ``error``,
-``bye``.
+``call_state``, ``media_state``, ``dtmf_received``, ``transfer_status`` (the NOTIFYs of a
+REFER we sent, RFC 3515), ``recording_closed``, ``error``, ``bye``.
 """
 
 from __future__ import annotations
@@ -237,6 +238,11 @@ class Agent:
         prm.opt.videoCount = 0
         if msg.get("call_id"):
             prm.opt.customCallId = str(msg["call_id"])
+        for header_name, header_value in msg.get("headers") or []:  # e.g. Replaces
+            header = pj.SipHeader()
+            header.hName = str(header_name)
+            header.hValue = str(header_value)
+            prm.txOption.headers.append(header)
         self.calls[name] = call
         try:
             call.makeCall(str(msg["uri"]), prm)
@@ -289,6 +295,29 @@ class Agent:
     def cmd_stop_record(self, msg: dict[str, Any]) -> dict[str, Any]:
         call = self._call(msg)
         return {"file": call.stop_recorder()}
+
+    def cmd_hold(self, msg: dict[str, Any]) -> None:
+        """Re-INVITE offering ``sendonly`` (RFC 3264 §8.4), as a phone's hold key does."""
+        self._call(msg).setHold(pj.CallOpParam(True))
+
+    def cmd_unhold(self, msg: dict[str, Any]) -> None:
+        prm = pj.CallOpParam(True)
+        prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+        self._call(msg).reinvite(prm)
+
+    def cmd_xfer_replaces(self, msg: dict[str, Any]) -> None:
+        """Attended transfer: REFER on ``call`` with ``Refer-To: <dest's remote URI?
+        Replaces=dest's dialog>`` (pjsua builds it: to-tag is the remote tag)."""
+        call = self._call(msg)
+        dest = self.calls.get(str(msg["dest"]))
+        if dest is None:
+            raise CommandError(f"no call {msg['dest']!r}")
+        call.xferReplaces(dest, pj.CallOpParam(True))
+
+    def cmd_xfer(self, msg: dict[str, Any]) -> None:
+        """REFER on ``call`` to ``uri`` as given (a blind transfer, or a hand-made
+        Replaces in the URI's headers)."""
+        self._call(msg).xfer(str(msg["uri"]), pj.CallOpParam(True))
 
     def cmd_status(self, msg: dict[str, Any]) -> dict[str, Any]:
         return {"accounts": sorted(self.accounts), "calls": sorted(self.calls)}
@@ -450,8 +479,22 @@ class AgentCall(pj.Call):  # type: ignore[misc]
         if active:
             if self.player is None and self.play_file:
                 self.start_player(loop=True)
+            elif self.player is not None:  # a re-INVITE (hold, resume) renews the stream
+                self.player.startTransmit(self.audio)
             if self.recorder is None and self.record_file:
                 self.start_recorder()
+            elif self.recorder is not None:
+                self.audio.startTransmit(self.recorder)
+
+    @_guarded
+    def onCallTransferStatus(self, prm: Any) -> None:
+        self.agent.emit(
+            "transfer_status",
+            call=self.name,
+            code=int(prm.statusCode),
+            reason=str(prm.reason),
+            final=bool(prm.finalNotify),
+        )
 
     @_guarded
     def onDtmfDigit(self, prm: Any) -> None:
