@@ -579,6 +579,41 @@ def test_agent_blind_transfers_the_caller_to_another_agent(
     assert channels.shape[1] > 3 * rate  # one file across both agents
 
 
+def test_blind_transfer_to_an_available_agent_makes_them_busy_and_answered(
+    demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
+) -> None:
+    """The agent a call is blindly transferred to is on_call in the ACD from the first
+    ring (never offered a queue call on top), answered in the record, and gets the
+    queue's wrap-up at the end, with no presence repair along the way."""
+    first = agent_phone("1001")
+    caller_phone.call_and_wait(f"sip:0312345678@127.0.0.1:{demo_server.sip_port}")
+    first.wait_event("CALL_ESTABLISHED", timeout=30)
+    second = agent_phone("1002")  # logs in after the call was given to 1001
+    mark = demo_server.log_mark()
+    first.command("transfer", f"sip:1002@127.0.0.1:{demo_server.sip_port}")
+    second.wait_event("CALL_ESTABLISHED", timeout=20)
+    first.wait_event("CALL_CLOSED", timeout=20)
+    time.sleep(6)  # past a reconciler pass (every 5 s)
+    states = {a["id"]: a["state"] for a in demo_server.api("/api/v1/agents")}
+    assert states["1002"] == "on_call"
+    (live,) = demo_server.api("/api/v1/calls")
+    assert live["agent"] == "1002"
+    caller_phone.hangup()
+    second.wait_event("CALL_CLOSED", timeout=10)
+    demo_server.wait_log(is_available("1002"))
+    (record,) = wait_records(demo_server, 1)
+    assert record.interaction.agents_answered == ("1001", "1002")
+    moves = [
+        (line.get("agent"), line.get("to"))
+        for line in demo_server.logs()[mark:]
+        if line.get("msg") == "agent state"
+    ]
+    assert ("1002", "on_call") in moves and ("1002", "available") in moves
+    assert not [
+        line for line in demo_server.logs()[mark:] if line.get("msg") == "presence repaired"
+    ]
+
+
 def test_supervisor_transfers_a_call_through_the_api(
     demo_server: TsunaguServer, agent_phone: Callable[..., BaresipUA], caller_phone: BaresipUA
 ) -> None:

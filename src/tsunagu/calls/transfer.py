@@ -29,7 +29,7 @@ from tsunagu.sip.message import SipRequest, make_response
 from tsunagu.sip.peer import Peer
 from tsunagu.sip.replaces import Replaces
 from tsunagu.sip.uri import SipUri
-from tsunagu.store.interactions import LegRole
+from tsunagu.store.interactions import AgentStage, LegRole
 
 log = logging.getLogger("tsunagu.calls")
 
@@ -85,17 +85,25 @@ class TransferControl(AttendedTransfers, ReplacingInvites, ControllerHost):
 
         notify("SIP/2.0 100 Trying", final=False)
         call.record.event("transfer.requested", by=transferor.agent_id, to=target)
+        direct = transferor.agent_id in call.busy_agents  # an extension-to-extension call
         result: SipLeg | str
+        held = False
         if target in self.agent_ids:
-            leg = await self._ring_agent(call, target)
+            held = self._hold_transfer_target(call, target)
+            leg: SipLeg | None = None
             response = None
-            if leg is not None:
-                call.offers[f"transfer:{target}"] = leg
-                call.log_leg(leg, LegRole.AGENT)
-                response = await leg.wait_answer(30.0)
-                if response is not None:
-                    call.offers.pop(f"transfer:{target}", None)
-            result = leg if leg is not None and response is not None else "not answered"
+            try:
+                leg = await self._ring_agent(call, target)
+                if leg is not None:
+                    call.offers[f"transfer:{target}"] = leg
+                    call.log_leg(leg, LegRole.AGENT)
+                    response = await leg.wait_answer(30.0)
+                    if response is not None:
+                        call.offers.pop(f"transfer:{target}", None)
+                result = leg if leg is not None and response is not None else "not answered"
+            finally:
+                if held and not (leg is not None and response is not None):
+                    self._release_transfer_target(call, target)
         else:
             result = await self._dial_out(call, target, None, 30.0, "transfer")
         if isinstance(result, str):
@@ -103,13 +111,47 @@ class TransferControl(AttendedTransfers, ReplacingInvites, ControllerHost):
             call.record.event("transfer.failed", to=target, reason=result)
             return False
         notify("SIP/2.0 200 OK", final=True)
+        if target in self.agent_ids:
+            iid = call.id
+            call.record.post(lambda h: h.add_agent(iid, target, AgentStage.ANSWERED))
+            if held and not direct:
+                # A queue call: the target leaves the direct-call hold and takes the call
+                # over, so its end brings the queue's wrap-up (as an attended transfer).
+                call.busy_agents.remove(target)
+                with contextlib.suppress(AcdError):
+                    self.acd.take_over_call(target, call.id, call.id, call.queue, self._now())
         old = await call.swap_agent_leg(result, target)
         if old is not None:
             old.hangup()
-            with contextlib.suppress(AcdError):
-                self.acd.call_ended(old.agent_id, self._now())
+            with contextlib.suppress(AcdError, ValueError):
+                if direct:
+                    call.busy_agents.remove(old.agent_id)
+                    self.acd.end_direct_call(old.agent_id, call.id, self._now())
+                else:
+                    self.acd.call_ended(old.agent_id, self._now())
             self._pump()
         return True
+
+    def _hold_transfer_target(self, call: Call, target: str) -> bool:
+        """An available agent rung for a transfer is busy from the first ring: the ACD must
+        not offer them a queue call on top, and the reconciler sees them on this call
+        (``busy_agents``). An agent who is away or talking keeps their state (the transfer
+        rings them anyway: the transferor chose them). ``True`` if the agent was held."""
+        held = False
+        with contextlib.suppress(AcdError):
+            held = self.acd.begin_direct_call(target, call.id, self._now())
+        if held:
+            call.busy_agents.append(target)
+        self._pump()
+        return held
+
+    def _release_transfer_target(self, call: Call, target: str) -> None:
+        """The transfer did not reach ``target``: available again at once."""
+        with contextlib.suppress(ValueError):
+            call.busy_agents.remove(target)
+        with contextlib.suppress(AcdError):
+            self.acd.end_direct_call(target, call.id, self._now())
+        self._pump()
 
     def _notify(self, leg: SipLeg, sipfrag: str, *, final: bool) -> None:
         """Progress of a REFER as a NOTIFY with a message/sipfrag body (RFC 3515 §2.4.4)."""
