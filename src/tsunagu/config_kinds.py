@@ -13,18 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tsunagu.store.config_store import KINDS
+
+#: Store kinds that are not the contact center itself (the API's users and access lists,
+#: prompt audio): ``config apply/export`` and the running center leave them alone.
+NOT_CENTER_KINDS = frozenset({"prompts", "users", "acls"})
 #: The store kinds that make up the contact center, in the store's order.
-CENTER_KINDS: tuple[str, ...] = (
-    "numbers",
-    "trunks",
-    "flows",
-    "queues",
-    "agents",
-    "teams",
-    "hours",
-    "calendars",
-    "customers",
-)
+CENTER_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k not in NOT_CENTER_KINDS)
 
 #: Fields that hold secrets, per kind.
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {"agents": ("sip_password",), "trunks": ("password",)}

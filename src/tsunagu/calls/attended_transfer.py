@@ -204,6 +204,12 @@ class AttendedTransfers(ControllerHost):
         )
         self._notify(notify, "SIP/2.0 200 OK", final=True)
         replaced.hangup()
+        self._transferor_leaves(call, old, direct=direct)
+
+    def _transferor_leaves(self, call: Call, old: SipLeg | None, *, direct: bool) -> None:
+        """After any transfer (blind ones too): the transferring agent's leg gets BYE and
+        their ACD state moves on — available at once from an extension call (``direct``),
+        wrap-up after a queue call."""
         if old is not None:
             old.hangup()
             with contextlib.suppress(AcdError, ValueError):

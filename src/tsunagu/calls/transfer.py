@@ -121,15 +121,7 @@ class TransferControl(AttendedTransfers, ReplacingInvites, ControllerHost):
                 with contextlib.suppress(AcdError):
                     self.acd.take_over_call(target, call.id, call.id, call.queue, self._now())
         old = await call.swap_agent_leg(result, target)
-        if old is not None:
-            old.hangup()
-            with contextlib.suppress(AcdError, ValueError):
-                if direct:
-                    call.busy_agents.remove(old.agent_id)
-                    self.acd.end_direct_call(old.agent_id, call.id, self._now())
-                else:
-                    self.acd.call_ended(old.agent_id, self._now())
-            self._pump()
+        self._transferor_leaves(call, old, direct=direct)
         return True
 
     def _hold_transfer_target(self, call: Call, target: str) -> bool:
