@@ -254,7 +254,9 @@ class WebhookDispatcher:
             log.warning("webhook delivery dead", extra=extra)
 
     async def _bury(self, hook: _Hook, delivery: Delivery) -> None:
-        hook.dead += 1
+        """Keep a delivery that gave up as a dead letter. ``dead`` counts it once the
+        store has answered (kept or not), so a status that says dead can be followed by a
+        read of the dead letters that finds it."""
         try:
             await self._dead_letters.record(
                 delivery_id=delivery.id,
@@ -273,6 +275,8 @@ class WebhookDispatcher:
                 "could not keep a dead webhook delivery",
                 extra={"webhook": delivery.webhook, "delivery": delivery.id},
             )
+        finally:
+            hook.dead += 1
 
     # -- for the API --------------------------------------------------------------------
     def status(self) -> list[dict[str, Any]]:
