@@ -48,20 +48,8 @@ class CallbackTaskOut(BaseModel):
 
     @classmethod
     def of(cls, task: CallbackTask) -> CallbackTaskOut:
-        return cls(
-            id=task.id,
-            voicemail_interaction_id=task.voicemail_interaction_id,
-            caller=task.caller,
-            queue=task.queue,
-            state=task.state,  # type: ignore[arg-type]
-            attempts=task.attempts,
-            not_before=task.not_before,
-            created_at=task.created_at,
-            updated_at=task.updated_at,
-            last_interaction_id=task.last_interaction_id,
-            last_agent=task.last_agent,
-            last_error=task.last_error,
-        )
+        """Read off the store's record by attribute name (the fields are named alike)."""
+        return cls.model_validate(task, from_attributes=True)
 
 
 class CallbackTaskPageOut(BaseModel):

@@ -56,19 +56,8 @@ class DeadLetterOut(BaseModel):
 
     @classmethod
     def of(cls, letter: DeadLetter) -> DeadLetterOut:
-        return cls(
-            id=letter.id,
-            webhook=letter.webhook,
-            event_type=letter.event_type,
-            event_id=letter.event_id,
-            payload=letter.payload,
-            attempts=letter.attempts,
-            last_status=letter.last_status,
-            last_error=letter.last_error,
-            created_at=letter.created_at,
-            dead_at=letter.dead_at,
-            redelivered_at=letter.redelivered_at,
-        )
+        """Read off the store's record by attribute name (the fields are named alike)."""
+        return cls.model_validate(letter, from_attributes=True)
 
 
 class DeadLetterPageOut(BaseModel):
